@@ -1,0 +1,52 @@
+"""Project tasks. ``nox -s ci`` is what CI runs: lint, types and the whole test suite."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["ci"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+
+SOURCES = ("src", "tests", "migrations", "noxfile.py")
+
+
+def _lint(session: nox.Session) -> None:
+    session.run("ruff", "check", *SOURCES)
+    session.run("ruff", "format", "--check", *SOURCES)
+
+
+def _typecheck(session: nox.Session) -> None:
+    session.run("mypy", "--strict", "src/smarter_domain")
+
+
+def _tests(session: nox.Session) -> None:
+    session.run("bash", "scripts/ensure-servers", external=True)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    _lint(session)
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    session.install("-e", ".[dev]")
+    _typecheck(session)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    session.install("-e", ".[test]")
+    _tests(session)
+
+
+@nox.session
+def ci(session: nox.Session) -> None:
+    """Everything CI checks, in one environment so it installs once."""
+    session.install("-e", ".[dev]")
+    _lint(session)
+    _typecheck(session)
+    _tests(session)

@@ -1,0 +1,44 @@
+"""Engines: created once per Domain, tuned per backend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from .errors import ConfigurationError
+
+
+def normalize_url(database_url: str) -> URL:
+    """Parse the URL; a bare ``postgresql://`` uses psycopg 3, the driver this package ships."""
+    try:
+        url = make_url(database_url)
+    except ArgumentError as exc:
+        raise ConfigurationError(f"invalid database URL: {exc}") from None
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    return url
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def create_domain_engine(database_url: str, **options: Any) -> Engine:
+    url = normalize_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        options.setdefault("connect_args", {}).setdefault("timeout", 30)
+        engine = create_engine(url, **options)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if url.get_backend_name() == "postgresql":
+        options.setdefault("pool_pre_ping", True)
+        return create_engine(url, **options)
+    raise ConfigurationError(
+        f"unsupported database {url.get_backend_name()!r}: use sqlite or postgresql"
+    )

@@ -1,0 +1,174 @@
+"""The Domain: one container per application (or per test) wiring engine, repositories and,
+later, caches and brokers. ``configure()`` / ``get_domain()`` manage the process default."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from types import TracebackType
+from typing import Any, Self
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from . import migrations
+from .account_number import SMARTER_ACCOUNT_NUMBER
+from .database import create_domain_engine
+from .entities import UserProfile
+from .errors import ConflictError
+from .repositories.sql import SqlAccountRepository, SqlUserProfileRepository, SqlUserRepository
+from .settings import DEFAULT_CACHE_TTL, Settings
+from .unit_of_work import AfterCommit, AutoCommitScope, UnitOfWork
+
+log = logging.getLogger(__name__)
+
+SMARTER_ADMIN_USERNAME = "admin"
+
+
+class Domain:
+    """Everything the library needs, built once and injected.
+
+    ``Domain(database_url=..., redis_url=None, cache_ttl=600)``; pass ``engine=`` to share an
+    engine the application already owns (the Domain then leaves it open on ``close()``).
+    """
+
+    def __init__(
+        self,
+        database_url: str | None = None,
+        redis_url: str | None = None,
+        cache_ttl: int = DEFAULT_CACHE_TTL,
+        *,
+        engine: Engine | None = None,
+        engine_options: dict[str, Any] | None = None,
+    ) -> None:
+        defaults = Settings()
+        self.settings = Settings(
+            database_url=database_url
+            or (engine.url.render_as_string(hide_password=False) if engine else None)
+            or defaults.database_url,
+            redis_url=redis_url,
+            cache_ttl=cache_ttl,
+        )
+        self._owns_engine = engine is None
+        self.engine: Engine = engine or create_domain_engine(
+            self.settings.database_url, **(engine_options or {})
+        )
+        self.session_factory: sessionmaker[Session] = sessionmaker(
+            self.engine, expire_on_commit=False
+        )
+        self._after_commit: list[AfterCommit] = []
+        scope = AutoCommitScope(self.session_factory, self.unit_of_work)
+        self.accounts = SqlAccountRepository(scope)
+        self.users = SqlUserRepository(scope)
+        self.profiles = SqlUserProfileRepository(scope)
+        self._closed = False
+
+    @classmethod
+    def from_env(cls) -> Domain:
+        settings = Settings.from_env()
+        return cls(settings.database_url, settings.redis_url, settings.cache_ttl)
+
+    def unit_of_work(self) -> UnitOfWork:
+        return UnitOfWork(self.session_factory, self._after_commit)
+
+    def on_commit(self, hook: AfterCommit) -> None:
+        """Call ``hook(changes)`` after every unit of work of this domain commits."""
+        self._after_commit.append(hook)
+
+    def migrate(self, revision: str = "head") -> None:
+        """Bring the schema to ``revision`` with the Alembic migrations."""
+        migrations.upgrade(self.engine, revision)
+
+    def bootstrap(self) -> UserProfile:
+        """Create the platform account, its superuser and profile; safe to run any number of
+        times, from several processes at once."""
+        try:
+            return self._bootstrap_once()
+        except ConflictError:
+            # Another process bootstrapped between our reads and our writes: read its rows.
+            return self._bootstrap_once()
+
+    def _bootstrap_once(self) -> UserProfile:
+        with self.unit_of_work() as uow:
+            account = uow.accounts.get_by_number(SMARTER_ACCOUNT_NUMBER) or uow.accounts.add(
+                account_number=SMARTER_ACCOUNT_NUMBER,
+                name="smarter",
+                description="The Smarter platform account",
+                company_name="Smarter",
+                is_default_account=True,
+            )
+            user = uow.users.get_by_username(SMARTER_ADMIN_USERNAME) or uow.users.add(
+                username=SMARTER_ADMIN_USERNAME, is_staff=True, is_superuser=True
+            )
+            profile = uow.profiles.get_for(user.id, account.id) or uow.profiles.add(
+                user_id=user.id, account_id=account.id, name=SMARTER_ADMIN_USERNAME
+            )
+            uow.commit()
+            return profile
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_engine:
+            self.engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        url = self.engine.url.render_as_string(hide_password=True)
+        return f"Domain(database_url={url!r}, redis_url={self.settings.redis_url!r})"
+
+
+_default_lock = threading.Lock()
+_default: Domain | None = None
+_default_is_ours = False
+
+
+def configure(
+    database_url: str | None = None,
+    redis_url: str | None = None,
+    cache_ttl: int = DEFAULT_CACHE_TTL,
+    **options: Any,
+) -> Domain:
+    """Build a Domain and make it the process default; a default built earlier by
+    ``configure``/``get_domain`` is closed."""
+    domain = Domain(database_url, redis_url, cache_ttl, **options)
+    _install(domain, owned=True)
+    return domain
+
+
+def get_domain() -> Domain:
+    """The process default, built from ``SMARTER_*`` environment variables on first use."""
+    global _default, _default_is_ours
+    with _default_lock:
+        if _default is None:
+            _default, _default_is_ours = Domain.from_env(), True
+        return _default
+
+
+def set_domain(domain: Domain | None) -> Domain | None:
+    """Install an application-owned Domain (or none) as the default; returns the previous one,
+    which is left open: the caller owns both."""
+    global _default, _default_is_ours
+    with _default_lock:
+        previous, _default, _default_is_ours = _default, domain, False
+        return previous
+
+
+def _install(domain: Domain, owned: bool) -> None:
+    global _default, _default_is_ours
+    with _default_lock:
+        previous, previous_ours = _default, _default_is_ours
+        _default, _default_is_ours = domain, owned
+    if previous is not None and previous_ours and previous is not domain:
+        previous.close()

@@ -1,0 +1,370 @@
+"""SQLAlchemy implementations of the repository interfaces.
+
+A repository runs inside a ``Scope``: either a unit of work (every call shares its session
+and its transaction) or an auto-commit scope (each read gets a short session, each write its
+own unit of work). Every read is one indexed query; profiles load their user and account in
+the same statement.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import fields as dataclass_fields
+from datetime import datetime
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+from sqlalchemy import Boolean, Select, String, select, true
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm.exc import StaleDataError
+from typing_extensions import Unpack
+
+from ..account_number import generate_account_number, validate_account_number
+from ..changes import Change
+from ..entities import Account, User, UserProfile
+from ..errors import (
+    AccountNotFound,
+    ConflictError,
+    NotFoundError,
+    SmarterError,
+    UserNotFound,
+    UserProfileNotFound,
+    ValidationError,
+)
+from ..orm import AccountRow, Base, UserProfileRow, UserRow, UTCDateTime
+from .interfaces import AccountChanges, AccountFields, UserFields, UserProfileFields
+
+USERNAME_PATTERN = re.compile(r"^[\w.@+-]{1,150}$")
+
+
+class Writer(Protocol):
+    """The part of a unit of work a repository writes through."""
+
+    @property
+    def session(self) -> Session: ...
+
+    def record(self, change: Change) -> None: ...
+
+
+class Scope(Protocol):
+    def reading(self) -> AbstractContextManager[Session]: ...
+
+    def writing(self) -> AbstractContextManager[Writer]: ...
+
+
+RowT = TypeVar("RowT", bound=Base)
+EntityT = TypeVar("EntityT", Account, User, UserProfile)
+
+
+def conflict_from(exc: IntegrityError) -> SmarterError:
+    """Translate a driver's constraint violation into the library's typed error."""
+    text = str(exc.orig)
+    lowered = text.lower()
+    if "foreign key" in lowered:
+        return ConflictError("a referenced row was deleted concurrently", {"reference": text})
+    rules = (
+        ("default", "is_default_account", "another account is already the default account"),
+        ("account_number", "account_number", "is already taken"),
+        ("username", "username", "is already taken"),
+        ("user_id", "profile", "the user already has a profile in this account"),
+    )
+    for needle, field, problem in rules:
+        if needle in lowered:
+            return ConflictError("the write breaks a uniqueness rule", {field: problem})
+    return ConflictError("the write breaks a database constraint", {"database": text})
+
+
+@contextmanager
+def translated_errors() -> Iterator[None]:
+    try:
+        yield
+    except IntegrityError as exc:
+        raise conflict_from(exc) from exc
+    except StaleDataError as exc:
+        raise ConflictError(
+            "the row was changed or deleted by a concurrent write", {"version": str(exc)}
+        ) from exc
+
+
+def check_fields(
+    row_type: type[Base],
+    values: Mapping[str, object],
+    allowed: frozenset[str],
+    immutable: frozenset[str] = frozenset(),
+) -> None:
+    """Reject unknown, immutable and ill-typed fields, all at once, before any SQL runs."""
+    errors: dict[str, str] = {}
+    columns = row_type.__table__.c
+    for key, value in values.items():
+        if key in immutable:
+            errors[key] = "cannot be changed once set"
+            continue
+        if key not in allowed:
+            errors[key] = "unknown field"
+            continue
+        column_type = columns[key].type
+        if value is None:
+            if not columns[key].nullable:
+                errors[key] = "may not be null"
+        elif isinstance(column_type, Boolean):
+            if not isinstance(value, bool):
+                errors[key] = f"must be a bool, got {type(value).__name__}"
+        elif isinstance(column_type, UTCDateTime):
+            if not isinstance(value, datetime) or value.tzinfo is None:
+                errors[key] = "must be a timezone-aware datetime"
+        elif isinstance(column_type, String) and not isinstance(value, str):
+            errors[key] = f"must be a string, got {type(value).__name__}"
+        elif (
+            isinstance(column_type, String)
+            and column_type.length is not None
+            and len(str(value)) > column_type.length
+        ):
+            errors[key] = f"at most {column_type.length} characters"
+    if errors:
+        raise ValidationError(f"invalid {row_type.__tablename__} fields", errors)
+
+
+def _values(row: Base, entity_type: type[Any], skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {
+        f.name: getattr(row, f.name) for f in dataclass_fields(entity_type) if f.name not in skip
+    }
+
+
+def account_from_row(row: AccountRow) -> Account:
+    return Account(**_values(row, Account))
+
+
+def user_from_row(row: UserRow) -> User:
+    return User(**_values(row, User))
+
+
+def profile_from_row(row: UserProfileRow) -> UserProfile:
+    return UserProfile(
+        user=user_from_row(row.user),
+        account=account_from_row(row.account),
+        **_values(row, UserProfile, skip=("user", "account")),
+    )
+
+
+class _SqlRepository(Generic[RowT, EntityT]):
+    row_type: ClassVar[type[Any]]
+    not_found: ClassVar[type[NotFoundError]]
+    mutable_fields: ClassVar[frozenset[str]]
+    immutable_fields: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, scope: Scope) -> None:
+        self._scope = scope
+
+    # Subclasses say how a row is selected and turned into an entity.
+    def _select(self) -> Select[RowT]:
+        return select(self.row_type)
+
+    def _to_entity(self, row: RowT) -> EntityT:
+        raise NotImplementedError
+
+    def _cascade(self, session: Session, row: RowT) -> list[Change]:
+        """Deletions the database will cascade to when ``row`` goes."""
+        return []
+
+    def _one(self, stmt: Select[RowT]) -> EntityT | None:
+        with self._scope.reading() as session:
+            row = session.scalars(stmt).unique().one_or_none()
+            return None if row is None else self._to_entity(row)
+
+    def _all(self, stmt: Select[RowT]) -> list[EntityT]:
+        with self._scope.reading() as session:
+            return [self._to_entity(row) for row in session.scalars(stmt).unique()]
+
+    def _load_for_write(self, session: Session, entity_id: int) -> RowT:
+        row = session.scalars(self._select().where(self.row_type.id == entity_id)).unique().first()
+        if row is None:
+            raise self.not_found(f"no {self.row_type.__tablename__} with id {entity_id}")
+        return row
+
+    def get(self, entity_id: int) -> EntityT | None:
+        return self._one(self._select().where(self.row_type.id == entity_id))
+
+    def get_many(self, entity_ids: Sequence[int]) -> dict[int, EntityT]:
+        if not entity_ids:
+            return {}
+        found = self._all(self._select().where(self.row_type.id.in_(set(entity_ids))))
+        return {entity.id: entity for entity in found}
+
+    def _insert(self, writer: Writer, row: RowT) -> EntityT:
+        with translated_errors():
+            writer.session.add(row)
+            writer.session.flush()
+            entity = self._to_entity(row)
+            writer.record(Change("create", None, entity))
+            return entity
+
+    def _update(self, entity_id: int, changes: Mapping[str, object]) -> EntityT:
+        check_fields(self.row_type, changes, self.mutable_fields, self.immutable_fields)
+        with self._scope.writing() as writer, translated_errors():
+            row = self._load_for_write(writer.session, entity_id)
+            before = self._to_entity(row)
+            for key, value in changes.items():
+                setattr(row, key, value)
+            writer.session.flush()
+            after = self._to_entity(row)
+            writer.record(Change("update", before, after))
+            return after
+
+    def delete(self, entity_id: int) -> None:
+        with self._scope.writing() as writer, translated_errors():
+            row = self._load_for_write(writer.session, entity_id)
+            before = self._to_entity(row)
+            cascaded = self._cascade(writer.session, row)
+            writer.session.delete(row)
+            writer.session.flush()
+            for change in cascaded:
+                writer.record(change)
+            writer.record(Change("delete", before, None))
+
+
+def _profiles_select() -> Select[UserProfileRow]:
+    return select(UserProfileRow).options(
+        joinedload(UserProfileRow.user, innerjoin=True),
+        joinedload(UserProfileRow.account, innerjoin=True),
+    )
+
+
+def _cascade_profiles(session: Session, stmt: Select[UserProfileRow]) -> list[Change]:
+    rows = session.scalars(stmt).unique().all()
+    changes = [Change("delete", profile_from_row(row), None) for row in rows]
+    for row in rows:
+        session.expunge(row)
+    return changes
+
+
+class SqlAccountRepository(_SqlRepository[AccountRow, Account]):
+    row_type = AccountRow
+    not_found = AccountNotFound
+    mutable_fields = AccountChanges.__optional_keys__
+    immutable_fields = frozenset({"id", "account_number"})
+
+    def _to_entity(self, row: AccountRow) -> Account:
+        return account_from_row(row)
+
+    def _cascade(self, session: Session, row: AccountRow) -> list[Change]:
+        return _cascade_profiles(
+            session, _profiles_select().where(UserProfileRow.account_id == row.id)
+        )
+
+    def get_by_number(self, account_number: str) -> Account | None:
+        return self._one(select(AccountRow).where(AccountRow.account_number == account_number))
+
+    def get_default(self) -> Account | None:
+        return self._one(select(AccountRow).where(AccountRow.is_default_account == true()))
+
+    def list_all(self) -> list[Account]:
+        return self._all(select(AccountRow).order_by(AccountRow.id))
+
+    def add(
+        self, *, name: str, account_number: str | None = None, **fields: Unpack[AccountFields]
+    ) -> Account:
+        values: dict[str, object] = {"name": name, **fields}
+        check_fields(AccountRow, values, self.mutable_fields)
+        if not name.strip():
+            raise ValidationError("invalid account", {"name": "may not be blank"})
+        if account_number is None:
+            account_number = generate_account_number(
+                lambda candidate: self.get_by_number(candidate) is not None
+            )
+        validate_account_number(account_number)
+        with self._scope.writing() as writer:
+            return self._insert(writer, AccountRow(account_number=account_number, **values))
+
+    def update(self, account_id: int, **changes: Unpack[AccountChanges]) -> Account:
+        if "name" in changes and not str(changes["name"]).strip():
+            raise ValidationError("invalid account", {"name": "may not be blank"})
+        return self._update(account_id, changes)
+
+
+class SqlUserRepository(_SqlRepository[UserRow, User]):
+    row_type = UserRow
+    not_found = UserNotFound
+    mutable_fields = UserFields.__optional_keys__
+    immutable_fields = frozenset({"id", "username", "date_joined"})
+
+    def _to_entity(self, row: UserRow) -> User:
+        return user_from_row(row)
+
+    def _cascade(self, session: Session, row: UserRow) -> list[Change]:
+        return _cascade_profiles(
+            session, _profiles_select().where(UserProfileRow.user_id == row.id)
+        )
+
+    def get_by_username(self, username: str) -> User | None:
+        return self._one(select(UserRow).where(UserRow.username == username))
+
+    def list_for_account(self, account_id: int) -> list[User]:
+        return self._all(
+            select(UserRow)
+            .join(UserProfileRow, UserProfileRow.user_id == UserRow.id)
+            .where(UserProfileRow.account_id == account_id)
+            .order_by(UserRow.id)
+        )
+
+    def add(self, *, username: str, **fields: Unpack[UserFields]) -> User:
+        if not isinstance(username, str) or not USERNAME_PATTERN.fullmatch(username):
+            raise ValidationError(
+                "invalid user",
+                {"username": "1 to 150 letters, digits and @/./+/-/_ only"},
+            )
+        check_fields(UserRow, fields, self.mutable_fields)
+        with self._scope.writing() as writer:
+            return self._insert(writer, UserRow(username=username, **fields))
+
+    def update(self, user_id: int, **changes: Unpack[UserFields]) -> User:
+        return self._update(user_id, changes)
+
+
+class SqlUserProfileRepository(_SqlRepository[UserProfileRow, UserProfile]):
+    row_type = UserProfileRow
+    not_found = UserProfileNotFound
+    mutable_fields = UserProfileFields.__optional_keys__
+    immutable_fields = frozenset({"id", "user_id", "account_id", "user", "account"})
+
+    def _select(self) -> Select[UserProfileRow]:
+        return _profiles_select()
+
+    def _to_entity(self, row: UserProfileRow) -> UserProfile:
+        return profile_from_row(row)
+
+    def get_for(self, user_id: int, account_id: int) -> UserProfile | None:
+        return self._one(
+            self._select().where(
+                UserProfileRow.user_id == user_id, UserProfileRow.account_id == account_id
+            )
+        )
+
+    def list_for_account(self, account_id: int) -> list[UserProfile]:
+        return self._all(
+            self._select()
+            .where(UserProfileRow.account_id == account_id)
+            .order_by(UserProfileRow.id)
+        )
+
+    def list_for_user(self, user_id: int) -> list[UserProfile]:
+        return self._all(
+            self._select().where(UserProfileRow.user_id == user_id).order_by(UserProfileRow.id)
+        )
+
+    def add(
+        self, *, user_id: int, account_id: int, **fields: Unpack[UserProfileFields]
+    ) -> UserProfile:
+        check_fields(UserProfileRow, fields, self.mutable_fields)
+        with self._scope.writing() as writer:
+            user = writer.session.get(UserRow, user_id)
+            if user is None:
+                raise UserNotFound(f"no user with id {user_id}")
+            account = writer.session.get(AccountRow, account_id)
+            if account is None:
+                raise AccountNotFound(f"no account with id {account_id}")
+            return self._insert(writer, UserProfileRow(user=user, account=account, **fields))
+
+    def update(self, profile_id: int, **changes: Unpack[UserProfileFields]) -> UserProfile:
+        return self._update(profile_id, changes)

@@ -1,0 +1,15 @@
+"""Test support for smarter-domain and for applications built on it: real PostgreSQL and
+Redis servers on loopback, factory-boy factories, and a pytest plugin (loaded automatically
+through the ``pytest11`` entry point)."""
+
+from .factories import AccountFactory, UserFactory, UserProfileFactory
+from .servers import PostgresServer, RedisServer, ServerNotAvailable
+
+__all__ = [
+    "AccountFactory",
+    "PostgresServer",
+    "RedisServer",
+    "ServerNotAvailable",
+    "UserFactory",
+    "UserProfileFactory",
+]

@@ -1,0 +1,115 @@
+"""The unit of work: one session, one transaction, and what it changed published after commit."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from .changes import Change
+from .repositories.sql import (
+    SqlAccountRepository,
+    SqlUserProfileRepository,
+    SqlUserRepository,
+    Writer,
+    translated_errors,
+)
+
+log = logging.getLogger(__name__)
+
+AfterCommit = Callable[[Sequence[Change]], None]
+
+
+class UnitOfWork:
+    """``with domain.unit_of_work() as uow: ...; uow.commit()``.
+
+    Leaving the block without ``commit()`` rolls back. After a commit the recorded changes go
+    to each ``after_commit`` hook (cache invalidation, signals); a hook that fails is logged
+    and never undoes or fails the committed write.
+    """
+
+    session: Session
+    accounts: SqlAccountRepository
+    users: SqlUserRepository
+    profiles: SqlUserProfileRepository
+
+    def __init__(
+        self, session_factory: sessionmaker[Session], after_commit: Sequence[AfterCommit] = ()
+    ) -> None:
+        self._session_factory = session_factory
+        self._after_commit = tuple(after_commit)
+        self._changes: list[Change] = []
+
+    def __enter__(self) -> Self:
+        self.session = self._session_factory()
+        self._changes = []
+        self.accounts = SqlAccountRepository(self)
+        self.users = SqlUserRepository(self)
+        self.profiles = SqlUserProfileRepository(self)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            self.rollback()
+        finally:
+            self.session.close()
+
+    # The Scope protocol: every repository call shares this session.
+    def reading(self) -> nullcontext[Session]:
+        return nullcontext(self.session)
+
+    def writing(self) -> nullcontext[Writer]:
+        return nullcontext(self)
+
+    def record(self, change: Change) -> None:
+        self._changes.append(change)
+
+    @property
+    def pending_changes(self) -> tuple[Change, ...]:
+        return tuple(self._changes)
+
+    def commit(self) -> tuple[Change, ...]:
+        """Commit, then publish; returns what was published."""
+        with translated_errors():
+            self.session.commit()
+        committed, self._changes = tuple(self._changes), []
+        for hook in self._after_commit:
+            try:
+                hook(committed)
+            except Exception:
+                log.exception("after-commit hook %r failed; the write stands", hook)
+        return committed
+
+    def rollback(self) -> None:
+        self.session.rollback()
+        self._changes = []
+
+
+class AutoCommitScope:
+    """Outside a unit of work: each read gets a short session, each write its own unit of work."""
+
+    def __init__(
+        self, session_factory: sessionmaker[Session], unit_of_work: Callable[[], UnitOfWork]
+    ) -> None:
+        self._session_factory = session_factory
+        self._unit_of_work = unit_of_work
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        with self._session_factory() as session:
+            yield session
+
+    @contextmanager
+    def writing(self) -> Iterator[Writer]:
+        with self._unit_of_work() as uow:
+            yield uow
+            uow.commit()
