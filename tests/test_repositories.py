@@ -175,24 +175,30 @@ def test_deleting_a_user_or_account_cascades_to_profiles(domain: Domain) -> None
 
 
 def test_reads_are_single_queries(domain: Domain, count_queries) -> None:  # type: ignore[no-untyped-def]
+    """The SQL repositories themselves (under the cache): one statement per read."""
+    account_repo, user_repo, profile_repo = (
+        domain.accounts.inner,
+        domain.users.inner,
+        domain.profiles.inner,
+    )
     account = AccountFactory()
     users = [UserFactory() for _ in range(5)]
     profiles = [UserProfileFactory(user=u, account=account) for u in users]
     reads = [
-        lambda: domain.accounts.get(account.id),
-        lambda: domain.accounts.get_by_number(account.account_number),
-        lambda: domain.accounts.get_default(),
-        lambda: domain.accounts.list_all(),
-        lambda: domain.accounts.get_many([account.id]),
-        lambda: domain.users.get(users[0].id),
-        lambda: domain.users.get_by_username(users[0].username),
-        lambda: domain.users.list_for_account(account.id),
-        lambda: domain.users.get_many([u.id for u in users]),
-        lambda: domain.profiles.get(profiles[0].id),
-        lambda: domain.profiles.get_for(users[0].id, account.id),
-        lambda: domain.profiles.list_for_account(account.id),
-        lambda: domain.profiles.list_for_user(users[0].id),
-        lambda: domain.profiles.get_many([p.id for p in profiles]),
+        lambda: account_repo.get(account.id),
+        lambda: account_repo.get_by_number(account.account_number),
+        lambda: account_repo.get_default(),
+        lambda: account_repo.list_all(),
+        lambda: account_repo.get_many([account.id]),
+        lambda: user_repo.get(users[0].id),
+        lambda: user_repo.get_by_username(users[0].username),
+        lambda: user_repo.list_for_account(account.id),
+        lambda: user_repo.get_many([u.id for u in users]),
+        lambda: profile_repo.get(profiles[0].id),
+        lambda: profile_repo.get_for(users[0].id, account.id),
+        lambda: profile_repo.list_for_account(account.id),
+        lambda: profile_repo.list_for_user(users[0].id),
+        lambda: profile_repo.get_many([p.id for p in profiles]),
     ]
     for read in reads:
         with count_queries() as counter:

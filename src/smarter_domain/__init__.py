@@ -1,6 +1,7 @@
 """smarter-domain: the account, user and user-profile layer of the Smarter platform."""
 
 from .account_number import SMARTER_ACCOUNT_NUMBER, generate_account_number, is_account_number
+from .cache import CacheStats, TieredCache, cache_results
 from .changes import Change
 from .domain import SMARTER_ADMIN_USERNAME, Domain, configure, get_domain, set_domain
 from .entities import Account, User, UserProfile
@@ -23,6 +24,7 @@ __all__ = [
     "SMARTER_ADMIN_USERNAME",
     "Account",
     "AccountNotFound",
+    "CacheStats",
     "Change",
     "ConfigurationError",
     "ConflictError",
@@ -31,12 +33,14 @@ __all__ = [
     "PermissionDenied",
     "Settings",
     "SmarterError",
+    "TieredCache",
     "UnitOfWork",
     "User",
     "UserNotFound",
     "UserProfile",
     "UserProfileNotFound",
     "ValidationError",
+    "cache_results",
     "configure",
     "generate_account_number",
     "get_domain",

@@ -8,11 +8,22 @@ import threading
 from types import TracebackType
 from typing import Any, Self
 
+import redis
+from dogpile.cache import CacheRegion
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import migrations
 from .account_number import SMARTER_ACCOUNT_NUMBER
+from .cache.keys import DEFAULT_NAMESPACE, CacheKeys
+from .cache.regions import RedisOptions, memory_region, redis_connection_pool, redis_region
+from .cache.repositories import (
+    CachedAccountRepository,
+    CachedUserProfileRepository,
+    CachedUserRepository,
+)
+from .cache.stats import CacheStats
+from .cache.tiered import TieredCache
 from .database import create_domain_engine
 from .entities import UserProfile
 from .errors import ConflictError
@@ -40,6 +51,11 @@ class Domain:
         *,
         engine: Engine | None = None,
         engine_options: dict[str, Any] | None = None,
+        memory_region: CacheRegion | None = None,
+        redis_region: CacheRegion | None = None,
+        memory_cache_size: int = 10_000,
+        cache_namespace: str = DEFAULT_NAMESPACE,
+        redis_options: RedisOptions | None = None,
     ) -> None:
         defaults = Settings()
         self.settings = Settings(
@@ -56,12 +72,35 @@ class Domain:
         self.session_factory: sessionmaker[Session] = sessionmaker(
             self.engine, expire_on_commit=False
         )
-        self._after_commit: list[AfterCommit] = []
+        self._redis_pool: redis.ConnectionPool | None = None
+        self.cache = self._build_cache(
+            memory_region, redis_region, memory_cache_size, cache_namespace, redis_options
+        )
+        self._after_commit: list[AfterCommit] = [self.cache.invalidate_changes]
         scope = AutoCommitScope(self.session_factory, self.unit_of_work)
-        self.accounts = SqlAccountRepository(scope)
-        self.users = SqlUserRepository(scope)
-        self.profiles = SqlUserProfileRepository(scope)
+        self.accounts = CachedAccountRepository(SqlAccountRepository(scope), self.cache)
+        self.users = CachedUserRepository(SqlUserRepository(scope), self.cache)
+        self.profiles = CachedUserProfileRepository(
+            SqlUserProfileRepository(scope), self.cache, self.users, self.accounts
+        )
         self._closed = False
+
+    def _build_cache(
+        self,
+        memory: CacheRegion | None,
+        redis_tier: CacheRegion | None,
+        memory_cache_size: int,
+        namespace: str,
+        redis_options: RedisOptions | None,
+    ) -> TieredCache:
+        keys, stats, ttl = CacheKeys(namespace), CacheStats(), self.settings.cache_ttl
+        if memory is None:
+            memory = memory_region(ttl, memory_cache_size)
+        if redis_tier is None and self.settings.redis_url:
+            options = redis_options or RedisOptions()
+            self._redis_pool = redis_connection_pool(self.settings.redis_url, options)
+            redis_tier, _ = redis_region(self._redis_pool, ttl, stats, keys, options)
+        return TieredCache(memory, redis_tier, keys=keys, stats=stats)
 
     @classmethod
     def from_env(cls) -> Domain:
@@ -112,6 +151,8 @@ class Domain:
         self._closed = True
         if self._owns_engine:
             self.engine.dispose()
+        if self._redis_pool is not None:
+            self._redis_pool.disconnect()
 
     def __enter__(self) -> Self:
         return self

@@ -1,7 +1,9 @@
 """pytest fixtures for smarter-domain and the applications that use it.
 
 Loaded automatically (``pytest11`` entry point). ``--smarter-backends=sqlite,postgresql``
-runs every test that uses ``domain`` (or ``smarter_database_url``) once per backend; the
+runs every test that uses ``domain`` (or ``smarter_database_url``) once per stack:
+``sqlite`` is SQLite with the memory tier only, ``postgresql`` is PostgreSQL with the Redis
+tier as well. The
 PostgreSQL and Redis servers are started once per session, on loopback, only when a test
 needs them.
 """
@@ -132,9 +134,20 @@ def smarter_redis_url(smarter_redis_server: RedisServer) -> str:
 
 
 @pytest.fixture
-def domain(smarter_database_url: str) -> Iterator[Domain]:
-    """A Domain on a fresh migrated database, installed as the process default."""
-    instance = Domain(smarter_database_url)
+def smarter_stack_redis_url(smarter_backend: str, request: pytest.FixtureRequest) -> str | None:
+    """The Redis of the test's stack: none for ``sqlite`` (memory tier only), the session's
+    real Redis, flushed, for ``postgresql``."""
+    if smarter_backend == "sqlite":
+        return None
+    url: str = request.getfixturevalue("smarter_redis_url")
+    return url
+
+
+@pytest.fixture
+def domain(smarter_database_url: str, smarter_stack_redis_url: str | None) -> Iterator[Domain]:
+    """A Domain on a fresh migrated database (and, on the postgresql stack, the session's
+    Redis), installed as the process default."""
+    instance = Domain(smarter_database_url, smarter_stack_redis_url)
     previous = set_domain(instance)
     try:
         yield instance

@@ -1,0 +1,99 @@
+"""Cache keys: one entry per entity under its id; secondary lookups and lists hold ids.
+
+Every key starts with the domain's namespace, so applications sharing one Redis do not meet.
+A write's ``Change`` names every key it makes stale (``keys_for_change``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from ..changes import Change
+from ..entities import Account, User, UserProfile
+
+DEFAULT_NAMESPACE = "smarter:v1"
+
+
+def _part(text: str) -> str:
+    """A key component; long or odd strings (lookups may get anything) become a digest."""
+    if len(text) <= 128 and text.isprintable() and not text.startswith("#") and " " not in text:
+        return text
+    return "#" + hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+class CacheKeys:
+    def __init__(self, namespace: str = DEFAULT_NAMESPACE) -> None:
+        self.namespace = namespace
+        ns = namespace
+        self._account = f"{ns}:account:"
+        self._account_number = f"{ns}:account-number:"
+        self._user = f"{ns}:user:"
+        self._username = f"{ns}:username:"
+        self._profile = f"{ns}:profile:"
+        self._profile_for = f"{ns}:profile-for:"
+        self._function = f"{ns}:fn:"
+
+    def account(self, account_id: int) -> str:
+        return f"{self._account}{account_id}"
+
+    def account_by_number(self, account_number: str) -> str:
+        return self._account_number + _part(account_number)
+
+    def default_account(self) -> str:
+        return f"{self.namespace}:default-account"
+
+    def all_accounts(self) -> str:
+        return f"{self.namespace}:accounts"
+
+    def user(self, user_id: int) -> str:
+        return f"{self._user}{user_id}"
+
+    def user_by_username(self, username: str) -> str:
+        return self._username + _part(username)
+
+    def users_of_account(self, account_id: int) -> str:
+        return f"{self._account}{account_id}:users"
+
+    def profile(self, profile_id: int) -> str:
+        return f"{self._profile}{profile_id}"
+
+    def profile_for(self, user_id: int, account_id: int) -> str:
+        return f"{self._profile_for}{user_id}:{account_id}"
+
+    def profiles_of_account(self, account_id: int) -> str:
+        return f"{self._account}{account_id}:profiles"
+
+    def profiles_of_user(self, user_id: int) -> str:
+        return f"{self._user}{user_id}:profiles"
+
+    def function(self, qualified_name: str, arguments: str) -> str:
+        return f"{self._function}{qualified_name}:{arguments}"
+
+    def pattern(self) -> str:
+        """A glob for every key of this namespace."""
+        return f"{self.namespace}:*"
+
+    def for_entity(self, entity: Account | User | UserProfile) -> set[str]:
+        if isinstance(entity, Account):
+            return {
+                self.account(entity.id),
+                self.account_by_number(entity.account_number),
+                self.default_account(),
+                self.all_accounts(),
+            }
+        if isinstance(entity, User):
+            return {self.user(entity.id), self.user_by_username(entity.username)}
+        return {
+            self.profile(entity.id),
+            self.profile_for(entity.user.id, entity.account.id),
+            self.profiles_of_account(entity.account.id),
+            self.profiles_of_user(entity.user.id),
+            self.users_of_account(entity.account.id),
+        }
+
+    def for_change(self, change: Change) -> set[str]:
+        keys: set[str] = set()
+        for side in (change.before, change.after):
+            if side is not None:
+                keys |= self.for_entity(side)
+        return keys

@@ -1,0 +1,101 @@
+"""Building the two named dogpile regions from settings. An application may build its own
+regions (any dogpile backend) and pass them to ``Domain(memory_region=, redis_region=)``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from dogpile.cache import CacheRegion, make_region
+from dogpile.cache.api import CantDeserializeException
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from . import codec
+from .keys import CacheKeys
+from .lru import BoundedLRU
+from .resilience import CircuitBreaker, ResilientRedisProxy
+from .stats import CacheStats
+
+
+@dataclass(frozen=True, slots=True)
+class RedisOptions:
+    """How the Redis tier talks to Redis. The defaults favour failing fast: a Redis that
+    does not answer in ``socket_timeout`` is treated as down for ``retry_after`` seconds."""
+
+    socket_timeout: float = 0.25
+    connect_timeout: float = 0.25
+    retry_after: float = 2.0
+    lock_timeout: int = 10
+    lock_sleep: float = 0.01
+    max_connections: int = 64
+
+
+def memory_region(
+    expiration_time: int, maxsize: int = 10_000, name: str = "smarter_domain.memory"
+) -> CacheRegion:
+    return make_region(name=name).configure(
+        "dogpile.cache.memory",
+        expiration_time=expiration_time,
+        arguments={"cache_dict": BoundedLRU(maxsize)},
+    )
+
+
+def redis_connection_pool(url: str, options: RedisOptions) -> redis.ConnectionPool:
+    return redis.ConnectionPool.from_url(
+        url,
+        socket_timeout=options.socket_timeout,
+        socket_connect_timeout=options.connect_timeout,
+        retry=Retry(NoBackoff(), 0),
+        max_connections=options.max_connections,
+        health_check_interval=30,
+        client_name="smarter-domain",
+    )
+
+
+def redis_region(
+    pool: redis.ConnectionPool,
+    expiration_time: int,
+    stats: CacheStats,
+    keys: CacheKeys,
+    options: RedisOptions = RedisOptions(),
+    name: str = "smarter_domain.redis",
+) -> tuple[CacheRegion, ResilientRedisProxy]:
+    def deserialize(payload: bytes) -> Any:
+        try:
+            return codec.loads(payload)
+        except CantDeserializeException:
+            stats.add("decode_errors")
+            raise
+
+    def flush_namespace() -> None:
+        client = redis.Redis(connection_pool=pool)
+        batch: list[Any] = []
+        for key in client.scan_iter(match=keys.pattern(), count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                client.delete(*batch)
+                batch.clear()
+        if batch:
+            client.delete(*batch)
+
+    proxy = ResilientRedisProxy(
+        CircuitBreaker(options.retry_after), stats, flush_namespace=flush_namespace
+    )
+    region = make_region(name=name, serializer=codec.dumps, deserializer=deserialize).configure(
+        "dogpile.cache.redis",
+        expiration_time=expiration_time,
+        arguments={
+            "connection_pool": pool,
+            # dogpile's metadata decides freshness; Redis's own TTL only reclaims memory.
+            "redis_expiration_time": expiration_time * 2,
+            "distributed_lock": True,
+            "thread_local_lock": False,
+            "lock_timeout": options.lock_timeout,
+            "lock_sleep": options.lock_sleep,
+            "lock_blocking_timeout": options.lock_timeout,
+        },
+        wrap=[proxy],
+    )
+    return region, proxy

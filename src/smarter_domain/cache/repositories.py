@@ -1,0 +1,264 @@
+"""Cached repositories: wrap any implementation of a repository interface.
+
+Each entity is cached once, under its id. Lookups by username, account number, default flag
+and membership lists cache ids and hydrate from the entity entries, so invalidating an entity
+fixes every view of it; lists read their entities with one multi-get. Writes go to the wrapped
+repository; the domain invalidates what they made stale after their transaction commits.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
+
+from typing_extensions import Unpack
+
+from ..entities import Account, User, UserProfile
+from ..repositories.interfaces import (
+    AccountChanges,
+    AccountFields,
+    AccountRepository,
+    UserFields,
+    UserProfileFields,
+    UserProfileRepository,
+    UserRepository,
+)
+from .records import ProfileRecord
+from .tiered import TieredCache
+
+log = logging.getLogger(__name__)
+
+E = TypeVar("E", Account, User, ProfileRecord)
+
+
+class _EntityCache(Generic[E]):
+    """Entries of one entity type: ``key(id) -> entity | None``."""
+
+    def __init__(self, cache: TieredCache, kind: type[E], key: Callable[[int], str]) -> None:
+        self.cache = cache
+        self.kind: type[E] = kind
+        self.key = key
+
+    def _checked(self, key: str, value: Any) -> Any:
+        if value is None or isinstance(value, self.kind):
+            return value
+        log.warning("cache entry %s holds a %s, not a %s", key, type(value), self.kind)
+        self.cache.invalidate([key])
+        return _WRONG_TYPE
+
+    def get(self, entity_id: int, load: Callable[[], E | None]) -> E | None:
+        key = self.key(entity_id)
+        value = self._checked(key, self.cache.get_or_load(key, load))
+        return load() if value is _WRONG_TYPE else value
+
+    def get_many(
+        self, ids: Sequence[int], load: Callable[[list[int]], Mapping[int, E]]
+    ) -> dict[int, E]:
+        keys = {self.key(i): i for i in ids}
+
+        def loader(missing: list[str]) -> dict[str, E]:
+            loaded = load([keys[key] for key in missing])
+            return {self.key(i): entity for i, entity in loaded.items()}
+
+        found = self.cache.get_many_or_load(list(keys), loader)
+        result: dict[int, E] = {}
+        for key, entity_id in keys.items():
+            value = self._checked(key, found.get(key))
+            if value is _WRONG_TYPE:
+                value = load([entity_id]).get(entity_id)
+            if value is not None:
+                result[entity_id] = value
+        return result
+
+    def put(self, entities: Sequence[E]) -> None:
+        self.cache.set_many({self.key(e.id): e for e in entities})
+
+    def id_of(self, key: str, load: Callable[[], E | None]) -> int | None:
+        """A secondary lookup: cache the id it leads to, and the entity under its own key."""
+
+        def load_id() -> int | None:
+            entity = load()
+            if entity is None:
+                return None
+            self.put([entity])
+            return entity.id
+
+        value = self.cache.get_or_load(key, load_id)
+        return value if value is None or type(value) is int else self._bad_id(key, load_id)
+
+    def ids_of(self, key: str, load: Callable[[], Sequence[E]]) -> list[int]:
+        def load_ids() -> list[int]:
+            entities = load()
+            self.put(entities)
+            return [e.id for e in entities]
+
+        value = self.cache.get_or_load(key, load_ids)
+        if type(value) is list and all(type(i) is int for i in value):
+            return value
+        log.warning("cache entry %s is not a list of ids", key)
+        self.cache.invalidate([key])
+        return load_ids()
+
+    def _bad_id(self, key: str, load_id: Callable[[], int | None]) -> int | None:
+        log.warning("cache entry %s is not an id", key)
+        self.cache.invalidate([key])
+        return load_id()
+
+
+_WRONG_TYPE = object()
+
+
+class CachedAccountRepository:
+    def __init__(self, inner: AccountRepository, cache: TieredCache) -> None:
+        self.inner = inner
+        self.keys = cache.keys
+        self._entries = _EntityCache(cache, Account, cache.keys.account)
+
+    def get(self, account_id: int) -> Account | None:
+        return self._entries.get(account_id, lambda: self.inner.get(account_id))
+
+    def get_many(self, account_ids: Sequence[int]) -> dict[int, Account]:
+        return self._entries.get_many(account_ids, self.inner.get_many)
+
+    def get_by_number(self, account_number: str) -> Account | None:
+        key = self.keys.account_by_number(account_number)
+        found = self._entries.id_of(key, lambda: self.inner.get_by_number(account_number))
+        return None if found is None else self.get(found)
+
+    def get_default(self) -> Account | None:
+        found = self._entries.id_of(self.keys.default_account(), self.inner.get_default)
+        return None if found is None else self.get(found)
+
+    def list_all(self) -> list[Account]:
+        ids = self._entries.ids_of(self.keys.all_accounts(), self.inner.list_all)
+        found = self.get_many(ids)
+        return [found[i] for i in ids if i in found]
+
+    def add(
+        self, *, name: str, account_number: str | None = None, **fields: Unpack[AccountFields]
+    ) -> Account:
+        return self.inner.add(name=name, account_number=account_number, **fields)
+
+    def update(self, account_id: int, **changes: Unpack[AccountChanges]) -> Account:
+        return self.inner.update(account_id, **changes)
+
+    def delete(self, account_id: int) -> None:
+        self.inner.delete(account_id)
+
+
+class CachedUserRepository:
+    def __init__(self, inner: UserRepository, cache: TieredCache) -> None:
+        self.inner = inner
+        self.keys = cache.keys
+        self._entries = _EntityCache(cache, User, cache.keys.user)
+
+    def get(self, user_id: int) -> User | None:
+        return self._entries.get(user_id, lambda: self.inner.get(user_id))
+
+    def get_many(self, user_ids: Sequence[int]) -> dict[int, User]:
+        return self._entries.get_many(user_ids, self.inner.get_many)
+
+    def get_by_username(self, username: str) -> User | None:
+        key = self.keys.user_by_username(username)
+        found = self._entries.id_of(key, lambda: self.inner.get_by_username(username))
+        return None if found is None else self.get(found)
+
+    def list_for_account(self, account_id: int) -> list[User]:
+        key = self.keys.users_of_account(account_id)
+        ids = self._entries.ids_of(key, lambda: self.inner.list_for_account(account_id))
+        found = self.get_many(ids)
+        return [found[i] for i in ids if i in found]
+
+    def add(self, *, username: str, **fields: Unpack[UserFields]) -> User:
+        return self.inner.add(username=username, **fields)
+
+    def update(self, user_id: int, **changes: Unpack[UserFields]) -> User:
+        return self.inner.update(user_id, **changes)
+
+    def delete(self, user_id: int) -> None:
+        self.inner.delete(user_id)
+
+
+class CachedUserProfileRepository:
+    """Profiles are cached as ``ProfileRecord``s and hydrated from the user and account
+    entries of the cached repositories given."""
+
+    def __init__(
+        self,
+        inner: UserProfileRepository,
+        cache: TieredCache,
+        users: CachedUserRepository,
+        accounts: CachedAccountRepository,
+    ) -> None:
+        self.inner = inner
+        self.keys = cache.keys
+        self.users = users
+        self.accounts = accounts
+        self._entries = _EntityCache(cache, ProfileRecord, cache.keys.profile)
+
+    def _record(self, profile: UserProfile | None) -> ProfileRecord | None:
+        if profile is None:
+            return None
+        self.users._entries.put([profile.user])
+        self.accounts._entries.put([profile.account])
+        return ProfileRecord.of(profile)
+
+    def _records(self, profiles: Sequence[UserProfile]) -> list[ProfileRecord]:
+        self.users._entries.put([p.user for p in profiles])
+        self.accounts._entries.put([p.account for p in profiles])
+        return [ProfileRecord.of(p) for p in profiles]
+
+    def _hydrate(self, records: Sequence[ProfileRecord]) -> list[UserProfile]:
+        users = self.users.get_many(sorted({r.user_id for r in records}))
+        accounts = self.accounts.get_many(sorted({r.account_id for r in records}))
+        return [
+            r.hydrate(users[r.user_id], accounts[r.account_id])
+            for r in records
+            if r.user_id in users and r.account_id in accounts
+        ]
+
+    def get(self, profile_id: int) -> UserProfile | None:
+        record = self._entries.get(profile_id, lambda: self._record(self.inner.get(profile_id)))
+        if record is None:
+            return None
+        user, account = self.users.get(record.user_id), self.accounts.get(record.account_id)
+        return None if user is None or account is None else record.hydrate(user, account)
+
+    def get_many(self, profile_ids: Sequence[int]) -> dict[int, UserProfile]:
+        def load(ids: list[int]) -> dict[int, ProfileRecord]:
+            return {r.id: r for r in self._records(list(self.inner.get_many(ids).values()))}
+
+        records = self._entries.get_many(profile_ids, load)
+        return {p.id: p for p in self._hydrate(list(records.values()))}
+
+    def _list(self, key: str, load: Callable[[], list[UserProfile]]) -> list[UserProfile]:
+        ids = self._entries.ids_of(key, lambda: self._records(load()))
+        found = self.get_many(ids)
+        return [found[i] for i in ids if i in found]
+
+    def get_for(self, user_id: int, account_id: int) -> UserProfile | None:
+        key = self.keys.profile_for(user_id, account_id)
+        found = self._entries.id_of(
+            key, lambda: self._record(self.inner.get_for(user_id, account_id))
+        )
+        return None if found is None else self.get(found)
+
+    def list_for_account(self, account_id: int) -> list[UserProfile]:
+        key = self.keys.profiles_of_account(account_id)
+        return self._list(key, lambda: self.inner.list_for_account(account_id))
+
+    def list_for_user(self, user_id: int) -> list[UserProfile]:
+        key = self.keys.profiles_of_user(user_id)
+        return self._list(key, lambda: self.inner.list_for_user(user_id))
+
+    def add(
+        self, *, user_id: int, account_id: int, **fields: Unpack[UserProfileFields]
+    ) -> UserProfile:
+        return self.inner.add(user_id=user_id, account_id=account_id, **fields)
+
+    def update(self, profile_id: int, **changes: Unpack[UserProfileFields]) -> UserProfile:
+        return self.inner.update(profile_id, **changes)
+
+    def delete(self, profile_id: int) -> None:
+        self.inner.delete(profile_id)

@@ -1,0 +1,244 @@
+"""Keeping Redis optional at run time: a circuit breaker, a dogpile proxy backend that turns
+Redis failures into misses, and a lock that falls back to a local one.
+
+dogpile lets a backend error reach the caller (dogpile.cache issue 189); here an outage costs
+one short socket timeout, then Redis is skipped until ``retry_after`` has passed. Deletes that
+could not reach Redis are kept and replayed before Redis serves anything again, so no entry
+invalidated during an outage is read after it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from dogpile.cache.api import NO_VALUE, CacheMutex, KeyType, SerializedReturnType
+from dogpile.cache.proxy import ProxyBackend
+from redis.exceptions import LockError, RedisError
+
+from .stats import CacheStats
+
+log = logging.getLogger("smarter_domain.cache.redis")
+
+REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError)
+T = TypeVar("T")
+
+# dogpile's own metadata header: anything else under our keys is foreign and a miss.
+_METADATA = re.compile(rb'\{"ct": [0-9.eE+-]+, "v": [0-9]+\}\|')
+
+
+class CircuitBreaker:
+    """Closed: use Redis. Open: skip it until ``retry_after`` seconds have passed, then let
+    one call try again. Logs once when an outage starts and once when it ends."""
+
+    def __init__(self, retry_after: float = 2.0) -> None:
+        self.retry_after = retry_after
+        self._lock = threading.Lock()
+        self._down_since: float | None = None
+        self._retry_at = 0.0
+
+    @property
+    def is_down(self) -> bool:
+        return self._down_since is not None
+
+    def allow(self) -> bool:
+        return self._down_since is None or time.monotonic() >= self._retry_at
+
+    def failure(self, exc: BaseException) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self._retry_at = now + self.retry_after
+            if self._down_since is None:
+                self._down_since = now
+                log.warning(
+                    "Redis unavailable (%s: %s); serving from memory and the database, "
+                    "retrying every %.1fs",
+                    type(exc).__name__,
+                    exc,
+                    self.retry_after,
+                )
+
+    def success(self) -> None:
+        if self._down_since is None:
+            return
+        with self._lock:
+            if self._down_since is not None:
+                log.warning("Redis is back after %.1fs", time.monotonic() - self._down_since)
+                self._down_since = None
+
+
+class ResilientRedisProxy(ProxyBackend):
+    """Wraps dogpile's redis backend (the ``*_serialized`` methods, which byte backends use)."""
+
+    def __init__(
+        self,
+        breaker: CircuitBreaker,
+        stats: CacheStats,
+        max_pending: int = 100_000,
+        flush_namespace: Callable[[], None] | None = None,
+    ) -> None:
+        self.breaker = breaker
+        self.stats = stats
+        self.max_pending = max_pending
+        self._flush_namespace = flush_namespace
+        self._pending: set[KeyType] = set()
+        self._pending_overflow = False
+        self._pending_lock = threading.Lock()
+
+    @property
+    def pending_deletes(self) -> int:
+        return len(self._pending)
+
+    def _call(self, default: T, operation: Callable[[], T]) -> T:
+        if not self.breaker.allow():
+            return default
+        try:
+            if self.breaker.is_down or self._pending:
+                self._replay_pending()
+            result = operation()
+        except REDIS_ERRORS as exc:
+            self.stats.add("redis_errors")
+            self.breaker.failure(exc)
+            return default
+        self.breaker.success()
+        return result
+
+    def _replay_pending(self) -> None:
+        with self._pending_lock:
+            keys, self._pending = list(self._pending), set()
+            overflow, self._pending_overflow = self._pending_overflow, False
+        try:
+            if overflow and self._flush_namespace is not None:
+                self._flush_namespace()
+            elif keys:
+                self.proxied.delete_multi(keys)
+        except BaseException:
+            self._remember(keys, overflow)
+            raise
+        if keys or overflow:
+            log.info("replayed %d cache invalidations missed during the outage", len(keys))
+
+    def _remember(self, keys: Iterable[KeyType], overflow: bool = False) -> None:
+        with self._pending_lock:
+            self._pending.update(keys)
+            if overflow or len(self._pending) > self.max_pending:
+                self._pending_overflow = True
+                self._pending.clear()
+
+    def _checked(self, value: SerializedReturnType) -> SerializedReturnType:
+        if value is NO_VALUE or _METADATA.match(value):
+            return value
+        self.stats.add("decode_errors")
+        log.warning("foreign cache entry ignored (%d bytes)", len(value))
+        return NO_VALUE
+
+    def get_serialized(self, key: KeyType) -> SerializedReturnType:
+        return self._checked(self._call(NO_VALUE, lambda: self.proxied.get_serialized(key)))
+
+    def get_serialized_multi(self, keys: Iterable[KeyType]) -> Sequence[SerializedReturnType]:
+        keys = list(keys)
+        values = self._call(None, lambda: self.proxied.get_serialized_multi(keys))
+        if values is None:
+            return [NO_VALUE] * len(keys)
+        return [self._checked(value) for value in values]
+
+    # Writes use SET ... EX (dogpile's backend calls SETEX, deprecated in redis-py 8).
+    def set_serialized(self, key: KeyType, value: bytes) -> None:
+        backend: Any = self.proxied
+        ttl = backend.redis_expiration_time or None
+        self._call(None, lambda: backend.writer_client.set(key, value, ex=ttl))
+
+    def set_serialized_multi(self, mapping: Mapping[KeyType, bytes]) -> None:
+        backend: Any = self.proxied
+        ttl = backend.redis_expiration_time or None
+
+        def write() -> None:
+            pipe = backend.writer_client.pipeline(transaction=False)
+            for key, value in mapping.items():
+                pipe.set(key, value, ex=ttl)
+            pipe.execute()
+
+        self._call(None, write)
+
+    def delete(self, key: KeyType) -> None:
+        self.delete_multi([key])
+
+    def delete_multi(self, keys: Iterable[KeyType]) -> None:
+        keys = list(keys)
+        if not keys:
+            return
+
+        def delete() -> bool:
+            self.proxied.delete_multi(keys)
+            return True
+
+        if not self._call(False, delete):
+            self._remember(keys)
+
+    def get_mutex(self, key: KeyType) -> CacheMutex | None:
+        mutex = self.proxied.get_mutex(key)
+        return None if mutex is None else FallbackMutex(mutex, self.breaker, self.stats)
+
+
+class FallbackMutex(CacheMutex):
+    """The distributed lock while Redis answers; a process-local lock while it does not.
+
+    A lock whose holder died expires after the backend's ``lock_timeout``; a waiter that
+    gives up (``lock_blocking_timeout``) goes on and loads the value itself.
+    """
+
+    __slots__ = ("_breaker", "_held", "_local", "_redis", "_stats")
+
+    def __init__(self, redis_mutex: Any, breaker: CircuitBreaker, stats: CacheStats) -> None:
+        self._redis = redis_mutex
+        self._local = threading.Lock()
+        self._breaker = breaker
+        self._stats = stats
+        self._held: str | None = None
+
+    def acquire(self, wait: bool = True) -> bool:
+        if self._breaker.allow():
+            try:
+                acquired = bool(self._redis.acquire(wait))
+            except REDIS_ERRORS as exc:
+                self._stats.add("redis_errors")
+                self._breaker.failure(exc)
+            else:
+                self._breaker.success()
+                if acquired:
+                    self._held = "redis"
+                    return True
+                if not wait:
+                    return False
+                log.warning("gave up waiting for a cache lock; loading without it")
+                self._held = None
+                return True
+        acquired = self._local.acquire(wait)
+        if acquired:
+            self._held = "local"
+        return acquired
+
+    def release(self) -> None:
+        held, self._held = self._held, None
+        if held == "local":
+            self._local.release()
+        elif held == "redis":
+            try:
+                self._redis.release()
+            except LockError:
+                log.info("a cache lock expired before its holder released it")
+            except REDIS_ERRORS as exc:
+                self._stats.add("redis_errors")
+                self._breaker.failure(exc)
+
+    def locked(self) -> bool:
+        if self._held == "local" or self._local.locked():
+            return True
+        try:
+            return bool(self._redis.locked())
+        except REDIS_ERRORS:
+            return False
