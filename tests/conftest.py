@@ -5,9 +5,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+import redis
 from sqlalchemy import event
 
-from smarter_domain import Domain
+from smarter_domain import Domain, set_domain
+from smarter_domain.cache import RedisOptions
 
 
 class QueryCounter:
@@ -37,3 +39,27 @@ def count_queries(domain: Domain) -> Any:
             event.remove(domain.engine, "before_cursor_execute", counter)
 
     return counting
+
+
+FAST_FAIL = RedisOptions(
+    socket_timeout=0.2, connect_timeout=0.2, retry_after=0.3, lock_timeout=2, lock_sleep=0.01
+)
+
+
+@pytest.fixture
+def redis_domain(smarter_database_url: str, smarter_redis_url: str) -> Iterator[Domain]:
+    """A Domain with both tiers on the session's real Redis, failing fast when it is gone."""
+    instance = Domain(smarter_database_url, smarter_redis_url, redis_options=FAST_FAIL)
+    previous = set_domain(instance)
+    try:
+        yield instance
+    finally:
+        set_domain(previous)
+        instance.close()
+
+
+@pytest.fixture
+def redis_client(smarter_redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(smarter_redis_url, socket_timeout=5)
+    yield client
+    client.close()

@@ -136,6 +136,16 @@ class RedisServer(_Server):
         """Stop abruptly, as a crash would."""
         self._terminate(signal.SIGKILL)
 
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections hang, as with a blackholed host; the
+        data stays."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)
+
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
