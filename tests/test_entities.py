@@ -6,9 +6,8 @@ from datetime import UTC, datetime
 import pytest
 
 import smarter_domain as sd
-from smarter_domain import Account, User, UserProfile
+from smarter_domain import SMARTER_ACCOUNT_NUMBER, Account, User, UserProfile
 from smarter_domain.account_number import (
-    SMARTER_ACCOUNT_NUMBER,
     generate_account_number,
     is_account_number,
     random_account_number,

@@ -1,9 +1,21 @@
 """smarter-domain: the account, user and user-profile layer of the Smarter platform."""
 
-from .account_number import SMARTER_ACCOUNT_NUMBER, generate_account_number, is_account_number
+from .account_number import generate_account_number, is_account_number
+from .api import (
+    account_number_from_url,
+    get_cached_account_for_user,
+    get_cached_admin_user_for_account,
+    get_cached_default_account,
+    get_cached_smarter_admin_user_profile,
+    get_cached_user_for_user_id,
+    get_cached_user_for_username,
+    get_user_profiles_for_account,
+    get_users_for_account,
+    valid_resource_owners_for_user,
+)
 from .cache import CacheStats, TieredCache, cache_results
 from .changes import Change
-from .domain import SMARTER_ADMIN_USERNAME, Domain, configure, get_domain, set_domain
+from .domain import Domain, configure, get_domain, set_domain
 from .entities import Account, User, UserProfile
 from .errors import (
     AccountNotFound,
@@ -16,14 +28,17 @@ from .errors import (
     UserProfileNotFound,
     ValidationError,
 )
+from .platform import SMARTER_ACCOUNT_NUMBER, SMARTER_ADMIN_USERNAME
 from .settings import Settings
 from .unit_of_work import UnitOfWork
+from .utils import AccountUtilities
 
 __all__ = [
     "SMARTER_ACCOUNT_NUMBER",
     "SMARTER_ADMIN_USERNAME",
     "Account",
     "AccountNotFound",
+    "AccountUtilities",
     "CacheStats",
     "Change",
     "ConfigurationError",
@@ -40,10 +55,20 @@ __all__ = [
     "UserProfile",
     "UserProfileNotFound",
     "ValidationError",
+    "account_number_from_url",
     "cache_results",
     "configure",
     "generate_account_number",
+    "get_cached_account_for_user",
+    "get_cached_admin_user_for_account",
+    "get_cached_default_account",
+    "get_cached_smarter_admin_user_profile",
+    "get_cached_user_for_user_id",
+    "get_cached_user_for_username",
     "get_domain",
+    "get_user_profiles_for_account",
+    "get_users_for_account",
     "is_account_number",
     "set_domain",
+    "valid_resource_owners_for_user",
 ]

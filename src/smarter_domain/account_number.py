@@ -11,9 +11,6 @@ from .errors import ValidationError
 ACCOUNT_NUMBER_PATTERN = r"\d{4}-\d{4}-\d{4}"
 _FULL = re.compile(rf"^{ACCOUNT_NUMBER_PATTERN}$", re.ASCII)
 
-SMARTER_ACCOUNT_NUMBER = "3141-5926-5359"
-"""The platform account, created by ``Domain.bootstrap()``."""
-
 
 def is_account_number(value: object) -> bool:
     return isinstance(value, str) and _FULL.fullmatch(value) is not None

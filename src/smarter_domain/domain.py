@@ -14,7 +14,6 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import migrations
-from .account_number import SMARTER_ACCOUNT_NUMBER
 from .cache.keys import DEFAULT_NAMESPACE, CacheKeys
 from .cache.regions import RedisOptions, memory_region, redis_connection_pool, redis_region
 from .cache.repositories import (
@@ -27,13 +26,13 @@ from .cache.tiered import TieredCache
 from .database import create_domain_engine
 from .entities import UserProfile
 from .errors import ConflictError
+from .platform import SMARTER_ACCOUNT_NUMBER, SMARTER_ADMIN_USERNAME
 from .repositories.sql import SqlAccountRepository, SqlUserProfileRepository, SqlUserRepository
 from .settings import DEFAULT_CACHE_TTL, Settings
 from .unit_of_work import AfterCommit, AutoCommitScope, UnitOfWork
+from .utils import AccountUtilities
 
 log = logging.getLogger(__name__)
-
-SMARTER_ADMIN_USERNAME = "admin"
 
 
 class Domain:
@@ -83,6 +82,7 @@ class Domain:
         self.profiles = CachedUserProfileRepository(
             SqlUserProfileRepository(scope), self.cache, self.users, self.accounts
         )
+        self.utils = AccountUtilities(self)
         self._closed = False
 
     def _build_cache(
@@ -191,6 +191,9 @@ def configure(
 def get_domain() -> Domain:
     """The process default, built from ``SMARTER_*`` environment variables on first use."""
     global _default, _default_is_ours
+    domain = _default
+    if domain is not None:
+        return domain
     with _default_lock:
         if _default is None:
             _default, _default_is_ours = Domain.from_env(), True
