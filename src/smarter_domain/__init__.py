@@ -13,6 +13,7 @@ from .api import (
     get_users_for_account,
     valid_resource_owners_for_user,
 )
+from .brokers import AccountBroker, UserBroker, UserProfileBroker, apply_manifests
 from .cache import CacheStats, TieredCache, cache_results
 from .changes import Change
 from .domain import Domain, configure, get_domain, set_domain
@@ -28,8 +29,10 @@ from .errors import (
     UserProfileNotFound,
     ValidationError,
 )
-from .platform import SMARTER_ACCOUNT_NUMBER, SMARTER_ADMIN_USERNAME
+from .manifests import load_manifests
+from .platform_account import SMARTER_ACCOUNT_NUMBER, SMARTER_ADMIN_USERNAME
 from .settings import Settings
+from .signals import cache_invalidate, receiver
 from .unit_of_work import UnitOfWork
 from .utils import AccountUtilities
 
@@ -37,6 +40,7 @@ __all__ = [
     "SMARTER_ACCOUNT_NUMBER",
     "SMARTER_ADMIN_USERNAME",
     "Account",
+    "AccountBroker",
     "AccountNotFound",
     "AccountUtilities",
     "CacheStats",
@@ -51,11 +55,15 @@ __all__ = [
     "TieredCache",
     "UnitOfWork",
     "User",
+    "UserBroker",
     "UserNotFound",
     "UserProfile",
+    "UserProfileBroker",
     "UserProfileNotFound",
     "ValidationError",
     "account_number_from_url",
+    "apply_manifests",
+    "cache_invalidate",
     "cache_results",
     "configure",
     "generate_account_number",
@@ -69,6 +77,8 @@ __all__ = [
     "get_user_profiles_for_account",
     "get_users_for_account",
     "is_account_number",
+    "load_manifests",
+    "receiver",
     "set_domain",
     "valid_resource_owners_for_user",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -14,6 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import migrations
+from .brokers import ManifestSource, apply_manifests, broker_for
 from .cache.keys import DEFAULT_NAMESPACE, CacheKeys
 from .cache.regions import RedisOptions, memory_region, redis_connection_pool, redis_region
 from .cache.repositories import (
@@ -24,9 +26,10 @@ from .cache.repositories import (
 from .cache.stats import CacheStats
 from .cache.tiered import TieredCache
 from .database import create_domain_engine
-from .entities import UserProfile
-from .errors import ConflictError
-from .platform import SMARTER_ACCOUNT_NUMBER, SMARTER_ADMIN_USERNAME
+from .entities import Entity, UserProfile
+from .errors import ConflictError, ValidationError
+from .manifests import load_manifests
+from .platform_account import SMARTER_ACCOUNT_NUMBER, SMARTER_ADMIN_USERNAME
 from .repositories.sql import SqlAccountRepository, SqlUserProfileRepository, SqlUserRepository
 from .settings import DEFAULT_CACHE_TTL, Settings
 from .unit_of_work import AfterCommit, AutoCommitScope, UnitOfWork
@@ -144,6 +147,22 @@ class Domain:
             )
             uow.commit()
             return profile
+
+    def apply(self, manifest: ManifestSource, *, actor: UserProfile) -> Entity:
+        """Apply one manifest with the broker of its kind."""
+        documents = load_manifests(manifest)
+        if len(documents) != 1:
+            raise ValidationError(
+                "apply takes one manifest", {"manifest": "several documents: use apply_all"}
+            )
+        entity: Entity = broker_for(self, documents[0], actor).apply()
+        return entity
+
+    def apply_all(
+        self, manifests: ManifestSource | Sequence[ManifestSource], *, actor: UserProfile
+    ) -> list[Entity]:
+        """Apply every document in order, in one transaction."""
+        return apply_manifests(self, manifests, actor)
 
     def close(self) -> None:
         if self._closed:

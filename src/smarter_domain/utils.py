@@ -18,7 +18,7 @@ from .errors import (
     UserNotFound,
     ValidationError,
 )
-from .platform import SMARTER_ACCOUNT_NUMBER, SMARTER_ADMIN_USERNAME
+from .platform_account import SMARTER_ACCOUNT_NUMBER, SMARTER_ADMIN_USERNAME
 from .urls import account_number_from_url
 
 if TYPE_CHECKING:

@@ -170,6 +170,10 @@ class CachedUserRepository:
         found = self.get_many(ids)
         return [found[i] for i in ids if i in found]
 
+    def list_all(self) -> list[User]:
+        """Every user: an administrative listing, read from the wrapped repository."""
+        return self.inner.list_all()
+
     def add(self, *, username: str, **fields: Unpack[UserFields]) -> User:
         return self.inner.add(username=username, **fields)
 
@@ -251,6 +255,10 @@ class CachedUserProfileRepository:
     def list_for_user(self, user_id: int) -> list[UserProfile]:
         key = self.keys.profiles_of_user(user_id)
         return self._list(key, lambda: self.inner.list_for_user(user_id))
+
+    def list_all(self) -> list[UserProfile]:
+        """Every profile: an administrative listing, read from the wrapped repository."""
+        return self.inner.list_all()
 
     def add(
         self, *, user_id: int, account_id: int, **fields: Unpack[UserProfileFields]

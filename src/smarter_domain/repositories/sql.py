@@ -308,6 +308,9 @@ class SqlUserRepository(_SqlRepository[UserRow, User]):
             .order_by(UserRow.id)
         )
 
+    def list_all(self) -> list[User]:
+        return self._all(select(UserRow).order_by(UserRow.id))
+
     def add(self, *, username: str, **fields: Unpack[UserFields]) -> User:
         if not isinstance(username, str) or not USERNAME_PATTERN.fullmatch(username):
             raise ValidationError(
@@ -352,6 +355,9 @@ class SqlUserProfileRepository(_SqlRepository[UserProfileRow, UserProfile]):
         return self._all(
             self._select().where(UserProfileRow.user_id == user_id).order_by(UserProfileRow.id)
         )
+
+    def list_all(self) -> list[UserProfile]:
+        return self._all(self._select().order_by(UserProfileRow.id))
 
     def add(
         self, *, user_id: int, account_id: int, **fields: Unpack[UserProfileFields]
