@@ -95,11 +95,12 @@ class Broker(Generic[E]):
                 )
             self.manifest = documents[0]
         self.target: E | None = target.get(self.target_argument)
-        if self.manifest is None and self.target is None:
-            raise ValidationError(
-                f"{type(self).__name__} needs manifest= or {self.target_argument}=",
-                {"manifest": "required"},
-            )
+
+    @classmethod
+    def of(cls, domain: Domain, actor: UserProfile, entity: E | None = None) -> Broker[E]:
+        """A broker for ``entity`` (or, with none, for listing with ``get()``)."""
+        target: dict[str, Any] = {} if entity is None else {cls.target_argument: entity}
+        return cls(domain, actor=actor, **target)
 
     # -- public API ---------------------------------------------------------------------
 
@@ -170,7 +171,9 @@ class Broker(Generic[E]):
 
     def _require_manifest(self) -> Any:
         if self.manifest is None:
-            raise ValidationError(f"apply needs a {self.kind} manifest", {"manifest": "required"})
+            raise ValidationError(
+                f"{type(self).__name__} needs manifest= here", {"manifest": "required"}
+            )
         return self.manifest
 
     def _resolve_visible(self) -> E:
@@ -231,7 +234,7 @@ class AccountBroker(Broker[Account]):
     def _find(self, uow: UnitOfWork) -> Account | None:
         if self.target is not None:
             return uow.accounts.get(self.target.id)
-        manifest: AccountManifest = self.manifest
+        manifest: AccountManifest = self._require_manifest()
         if manifest.metadata.accountNumber:
             return uow.accounts.get_by_number(manifest.metadata.accountNumber)
         named = [a for a in uow.accounts.list_all() if a.name == manifest.metadata.name]
@@ -327,7 +330,7 @@ class UserBroker(Broker[User]):
     def _find(self, uow: UnitOfWork) -> User | None:
         if self.target is not None:
             return uow.users.get(self.target.id)
-        manifest: UserManifest = self.manifest
+        manifest: UserManifest = self._require_manifest()
         return uow.users.get_by_username(manifest.username)
 
     def _check_may_change(self, uow: UnitOfWork, actor: User, user: User, account: Account) -> None:

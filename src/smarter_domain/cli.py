@@ -1,68 +1,357 @@
-"""The ``smarter-domain`` command. With no sub-command it migrates, bootstraps and shows the
-platform account: the one-line check that an installation works."""
+"""The ``smarter-domain`` command: migrate, bootstrap, apply manifests, inspect and delete,
+and look at the cache. With no sub-command it migrates, bootstraps and prints the platform
+admin's profile.
+
+Exit codes: 0 success, 1 a user error (one line on stderr, no traceback), 2 bad usage.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
-from dataclasses import asdict
-from typing import Any
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import click
+import redis
+import yaml
+from rich.console import Console
+from rich.table import Table
 
+from .brokers import BROKERS, Broker
 from .domain import Domain
-from .errors import SmarterError
+from .entities import Account, User, UserProfile
+from .errors import NotFoundError, SmarterError, ValidationError
+from .platform_account import SMARTER_ACCOUNT_NUMBER, SMARTER_ADMIN_USERNAME
+from .resources import resource_directory
 from .settings import Settings
+from .urls import account_number_from_url
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+KINDS = {
+    "account": "Account",
+    "accounts": "Account",
+    "user": "User",
+    "users": "User",
+    "profile": "UserProfile",
+    "profiles": "UserProfile",
+    "userprofile": "UserProfile",
+    "userprofiles": "UserProfile",
+}
+COLUMNS = {
+    "Account": ("id", "account_number", "name", "company_name", "is_default_account", "version"),
+    "User": ("id", "username", "email", "is_staff", "is_superuser", "is_active", "version"),
+    "UserProfile": ("id", "name", "user", "account", "is_test", "version"),
+}
 
 
-def _domain(database_url: str | None, redis_url: str | None) -> Domain:
-    env = Settings.from_env()
-    return Domain(database_url or env.database_url, redis_url or env.redis_url, env.cache_ttl)
+@dataclasses.dataclass
+class Context:
+    database_url: str | None
+    redis_url: str | None
+    actor_name: str
+
+    @contextmanager
+    def domain(self) -> Iterator[Domain]:
+        env = Settings.from_env()
+        with Domain(
+            self.database_url or env.database_url,
+            self.redis_url or env.redis_url,
+            env.cache_ttl,
+        ) as domain:
+            yield domain
+
+    def actor(self, domain: Domain) -> UserProfile:
+        """The acting profile: the user's profile in the platform account, else its oldest."""
+        user = domain.users.get_by_username(self.actor_name)
+        if user is None:
+            raise NotFoundError(f"--as {self.actor_name}: no such user (run bootstrap?)")
+        profiles = domain.profiles.list_for_user(user.id)
+        if not profiles:
+            raise NotFoundError(f"--as {self.actor_name}: the user belongs to no account")
+        platform = [p for p in profiles if p.account.account_number == SMARTER_ACCOUNT_NUMBER]
+        return (platform or profiles)[0]
 
 
-def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(value, default=str))  # type: ignore[no-any-return]
+def user_errors(function: F) -> F:
+    """Turn the library's errors into one-line messages and exit code 1."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except SmarterError as exc:
+            raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+
+    return cast(F, wrapper)
+
+
+def output_option(default: str = "table") -> Callable[[F], F]:
+    return click.option(
+        "-o",
+        "--output",
+        type=click.Choice(["table", "json", "yaml"]),
+        default=default,
+        show_default=True,
+        help="table for people, json or yaml for scripts",
+    )
+
+
+def plain(value: Any) -> Any:
+    """JSON/YAML-ready data of an entity (nested entities by their natural key)."""
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return json.loads(json.dumps(dataclasses.asdict(value), default=str))
+    return value
+
+
+def emit(data: Any, output: str) -> None:
+    if output == "json":
+        click.echo(json.dumps(data, indent=2, default=str))
+    elif output == "yaml":
+        click.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), nl=False)
+    else:
+        Console().print(data)
+
+
+def _cell(entity: Any, column: str) -> str:
+    value = getattr(entity, column)
+    if isinstance(value, User):
+        return value.username
+    if isinstance(value, Account):
+        return value.account_number
+    return str(value)
+
+
+def emit_entities(kind: str, entities: list[Any], output: str) -> None:
+    if output != "table":
+        emit(plain(entities), output)
+        return
+    table = Table(title=f"{kind}s ({len(entities)})")
+    for column in COLUMNS[kind]:
+        table.add_column(column)
+    for entity in entities:
+        table.add_row(*(_cell(entity, column) for column in COLUMNS[kind]))
+    Console().print(table)
 
 
 @click.group(invoke_without_command=True)
-@click.option("--database-url", envvar="SMARTER_DATABASE_URL", default=None)
-@click.option("--redis-url", envvar="SMARTER_REDIS_URL", default=None)
+@click.option("--database-url", envvar="SMARTER_DATABASE_URL", help="default: SQLite file")
+@click.option("--redis-url", envvar="SMARTER_REDIS_URL", help="default: memory tier only")
+@click.option(
+    "--as",
+    "actor_name",
+    default=SMARTER_ADMIN_USERNAME,
+    show_default=True,
+    help="the username to act as",
+)
+@click.version_option(package_name="smarter-domain")
 @click.pass_context
-def main(ctx: click.Context, database_url: str | None, redis_url: str | None) -> None:
+def main(
+    ctx: click.Context, database_url: str | None, redis_url: str | None, actor_name: str
+) -> None:
     """Accounts, users and profiles of the Smarter platform."""
-    ctx.obj = (database_url, redis_url)
+    ctx.obj = Context(database_url, redis_url, actor_name)
     if ctx.invoked_subcommand is None:
         ctx.invoke(setup)
 
 
 @main.command()
 @click.pass_obj
-def migrate(obj: tuple[str | None, str | None]) -> None:
+@user_errors
+def migrate(obj: Context) -> None:
     """Bring the database schema to the newest migration."""
-    with _domain(*obj) as domain:
+    with obj.domain() as domain:
         domain.migrate()
         click.echo(f"migrated {domain.engine.url.render_as_string(hide_password=True)}")
 
 
 @main.command()
 @click.pass_obj
-def setup(obj: tuple[str | None, str | None]) -> None:
-    """Migrate, bootstrap, and print the platform account and its admin profile."""
-    try:
-        with _domain(*obj) as domain:
-            domain.migrate()
-            profile = domain.bootstrap()
-    except SmarterError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(json.dumps(_jsonable(asdict(profile)), indent=2))
+@user_errors
+def bootstrap(obj: Context) -> None:
+    """Create the platform account and its admin (idempotent)."""
+    with obj.domain() as domain:
+        profile = domain.bootstrap()
+    click.echo(f"platform account {profile.account.account_number}, admin {profile.user.username}")
 
 
 @main.command()
 @click.pass_obj
-def bootstrap(obj: tuple[str | None, str | None]) -> None:
-    """Create the platform account and its admin (idempotent)."""
+@user_errors
+def setup(obj: Context) -> None:
+    """Migrate, bootstrap, and print the platform admin's profile."""
+    with obj.domain() as domain:
+        domain.migrate()
+        profile = domain.bootstrap()
+    emit(plain(profile), "json")
+
+
+@main.command()
+@click.option("-f", "--filename", "path", required=True, type=click.Path(allow_dash=True))
+@output_option()
+@click.pass_obj
+@user_errors
+def apply(obj: Context, path: str, output: str) -> None:
+    """Apply the manifests of a YAML file (several --- documents: one transaction)."""
     try:
-        with _domain(*obj) as domain:
-            profile = domain.bootstrap()
-    except SmarterError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"platform account {profile.account.account_number}, admin {profile.user.username}")
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    except OSError as exc:
+        raise ValidationError(f"cannot read {path}: {exc.strerror}") from None
+    with obj.domain() as domain:
+        entities = domain.apply_all(text, actor=obj.actor(domain))
+    if output == "table":
+        for entity in entities:
+            click.echo(f"{type(entity).__name__} {_label(entity)} applied")
+    else:
+        emit(plain(entities), output)
+
+
+def _label(entity: Any) -> str:
+    if isinstance(entity, Account):
+        return f"{entity.name} ({entity.account_number})"
+    if isinstance(entity, User):
+        return entity.username
+    return f"{entity.name} ({entity.user.username}@{entity.account.account_number})"
+
+
+def _kind(name: str) -> str:
+    try:
+        return KINDS[name.lower()]
+    except KeyError:
+        raise click.BadParameter(f"one of {', '.join(sorted(KINDS))}", param_hint="KIND") from None
+
+
+def _broker(domain: Domain, kind: str, actor: UserProfile, name: str) -> Broker[Any]:
+    """A broker for the one entity of ``kind`` called ``name`` that the actor can see."""
+    matches = BROKERS[kind].of(domain, actor).get(name)
+    if not matches:
+        raise NotFoundError(f"no {kind} named {name!r}")
+    if len(matches) > 1:
+        raise ValidationError(f"{len(matches)} {kind}s are named {name!r}", {"name": "ambiguous"})
+    return BROKERS[kind].of(domain, actor, matches[0])
+
+
+@main.command()
+@click.argument("kind")
+@click.argument("name", required=False)
+@output_option()
+@click.pass_obj
+@user_errors
+def get(obj: Context, kind: str, name: str | None, output: str) -> None:
+    """List accounts, users or profiles (those the actor may see)."""
+    kind = _kind(kind)
+    with obj.domain() as domain:
+        emit_entities(kind, BROKERS[kind].of(domain, obj.actor(domain)).get(name), output)
+
+
+@main.command()
+@click.argument("kind")
+@click.argument("name")
+@output_option("yaml")
+@click.pass_obj
+@user_errors
+def describe(obj: Context, kind: str, name: str, output: str) -> None:
+    """Print the manifest of one entity as it now stands."""
+    with obj.domain() as domain:
+        described = _broker(domain, _kind(kind), obj.actor(domain), name).describe()
+    emit(described, "yaml" if output == "table" else output)
+
+
+@main.command()
+@click.argument("kind")
+@click.argument("name")
+@click.pass_obj
+@user_errors
+def delete(obj: Context, kind: str, name: str) -> None:
+    """Delete one entity (profiles of a deleted account or user go with it)."""
+    kind = _kind(kind)
+    with obj.domain() as domain:
+        _broker(domain, kind, obj.actor(domain), name).delete()
+    click.echo(f"{kind} {name} deleted")
+
+
+@main.command("account-number")
+@click.argument("url")
+def account_number(url: str) -> None:
+    """Print the account number in a URL's host (exit 1 if there is none)."""
+    number = account_number_from_url(url)
+    if number is None:
+        raise click.ClickException(f"no account number in the host of {url!r}")
+    click.echo(number)
+
+
+@main.group()
+def cache() -> None:
+    """Look at and invalidate the cache."""
+
+
+@cache.command("stats")
+@output_option()
+@click.pass_obj
+@user_errors
+def cache_stats(obj: Context, output: str) -> None:
+    """This process's counters, and the Redis tier's entries."""
+    with obj.domain() as domain:
+        data: dict[str, Any] = {"counters": domain.cache.stats.snapshot()}
+        if domain.settings.redis_url:
+            client = redis.Redis.from_url(domain.settings.redis_url, socket_timeout=2)
+            try:
+                keys = sum(1 for _ in client.scan_iter(match=domain.cache.keys.pattern()))
+                memory = client.info("memory").get("used_memory_human")
+                data["redis"] = {"entries": keys, "used_memory": memory}
+            except redis.RedisError as exc:
+                data["redis"] = {"error": str(exc)}
+            finally:
+                client.close()
+        else:
+            data["redis"] = None
+    emit(data, output)
+
+
+@cache.command("invalidate")
+@click.argument("kind")
+@click.argument("name")
+@click.pass_obj
+@user_errors
+def cache_invalidate_command(obj: Context, kind: str, name: str) -> None:
+    """Drop every cached entry about one entity, in every tier."""
+    kind = _kind(kind)
+    with obj.domain() as domain:
+        _broker(domain, kind, obj.actor(domain), name).invalidate_cache()
+    click.echo(f"cache entries of {kind} {name} invalidated")
+
+
+@main.command()
+@click.pass_context
+@user_errors
+def demo(ctx: click.Context) -> None:
+    """The README walkthrough: migrate, bootstrap, apply the examples, show the result."""
+    obj: Context = ctx.obj
+    walkthrough = resource_directory("examples") / "walkthrough.yaml"
+    click.echo("$ smarter-domain migrate && smarter-domain bootstrap")
+    ctx.invoke(migrate)
+    ctx.invoke(bootstrap)
+    click.echo(f"$ smarter-domain apply -f {walkthrough.name}")
+    ctx.invoke(apply, path=str(walkthrough), output="table")
+    for kind in ("accounts", "users", "profiles"):
+        ctx.invoke(get, kind=kind, name=None, output="table")
+    click.echo("$ smarter-domain describe account 4242-4242-4242")
+    ctx.invoke(describe, kind="account", name="4242-4242-4242", output="yaml")
+    url = "https://hr.4242-4242-4242.api.example.com/"
+    click.echo(f"$ smarter-domain account-number {url}")
+    ctx.invoke(account_number, url=url)
+    with obj.domain() as domain:
+        jdoe = domain.utils.get_cached_user_for_username("jdoe")
+        account = domain.utils.get_cached_account_for_user(jdoe)
+        assert account is not None
+        click.echo(
+            f"get_cached_account_for_user(jdoe) -> {account.account_number} ({account.name}):"
+            " the default account wins over jdoe's older profile in acme"
+        )

@@ -1,40 +1,46 @@
-"""Running the Alembic migrations that own the schema."""
+"""Running the Alembic migrations that own the schema.
+
+Alembic is imported only when migrations run: it is the heaviest import of the package and
+most processes (web workers, the CLI's read commands) never migrate.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine
+
+from .resources import resource_directory
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 
 def migrations_directory() -> Path:
-    """``migrations/`` ships inside the wheel as ``_migrations``; a source checkout has it at
-    the repository root."""
-    packaged = Path(__file__).with_name("_migrations")
-    if packaged.is_dir():
-        return packaged
-    return Path(__file__).resolve().parents[2] / "migrations"
+    return resource_directory("migrations")
 
 
 def alembic_config() -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(migrations_directory()))
     return config
 
 
-def _run(engine: Engine, step: Callable[[Config, str], None], revision: str) -> None:
+def _run(engine: Engine, direction: str, revision: str) -> None:
+    from alembic import command
+
     with engine.begin() as connection:
         config = alembic_config()
         config.attributes["connection"] = connection
-        step(config, revision)
+        getattr(command, direction)(config, revision)
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    _run(engine, command.upgrade, revision)
+    _run(engine, "upgrade", revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
-    _run(engine, command.downgrade, revision)
+    _run(engine, "downgrade", revision)
