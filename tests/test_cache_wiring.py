@@ -56,7 +56,7 @@ def test_the_cached_repository_wraps_any_implementation() -> None:
         assert users.get(1) == inner.rows[1]
         assert users.list_for_account(7) == [inner.rows[1]]
         assert users.get(2) is None
-    assert inner.reads == 3  # by username (fills the entity), list, and the miss for id 2
+    assert inner.reads == 4  # by username, the entity, the list, and the miss for id 2
 
 
 def test_an_application_injects_its_own_regions(smarter_database_url: str) -> None:

@@ -3,6 +3,7 @@ later, caches and brokers. ``configure()`` / ``get_domain()`` manage the process
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from . import migrations
 from .brokers import ManifestSource, apply_manifests, broker_for
+from .cache.bus import InvalidationListener
 from .cache.keys import DEFAULT_NAMESPACE, CacheKeys
 from .cache.regions import RedisOptions, memory_region, redis_connection_pool, redis_region
 from .cache.repositories import (
@@ -23,6 +25,7 @@ from .cache.repositories import (
     CachedUserProfileRepository,
     CachedUserRepository,
 )
+from .cache.resilience import REDIS_ERRORS
 from .cache.stats import CacheStats
 from .cache.tiered import TieredCache
 from .database import create_domain_engine
@@ -75,6 +78,7 @@ class Domain:
             self.engine, expire_on_commit=False
         )
         self._redis_pool: redis.ConnectionPool | None = None
+        self._listener: InvalidationListener | None = None
         self.cache = self._build_cache(
             memory_region, redis_region, memory_cache_size, cache_namespace, redis_options
         )
@@ -99,11 +103,27 @@ class Domain:
         keys, stats, ttl = CacheKeys(namespace), CacheStats(), self.settings.cache_ttl
         if memory is None:
             memory = memory_region(ttl, memory_cache_size)
-        if redis_tier is None and self.settings.redis_url:
-            options = redis_options or RedisOptions()
-            self._redis_pool = redis_connection_pool(self.settings.redis_url, options)
-            redis_tier, _ = redis_region(self._redis_pool, ttl, stats, keys, options)
-        return TieredCache(memory, redis_tier, keys=keys, stats=stats)
+        if redis_tier is not None or not self.settings.redis_url:
+            return TieredCache(memory, redis_tier, keys=keys, stats=stats)
+        options = redis_options or RedisOptions()
+        self._redis_pool = pool = redis_connection_pool(self.settings.redis_url, options)
+        redis_tier, guard = redis_region(pool, ttl, stats, keys, options)
+        cache = TieredCache(
+            memory, redis_tier, keys=keys, stats=stats, guard=guard, ack_timeout=options.ack_timeout
+        )
+        if options.listen:
+
+            def gap() -> None:
+                cache.listener_gap()
+                with contextlib.suppress(*REDIS_ERRORS):
+                    guard.replay_pending()
+
+            self._listener = InvalidationListener(
+                self.settings.redis_url, pool, keys.channel(), guard.origin, cache.drop_local, gap
+            )
+            cache.listener = self._listener
+            self._listener.start()
+        return cache
 
     @classmethod
     def from_env(cls) -> Domain:
@@ -170,6 +190,8 @@ class Domain:
         self._closed = True
         if self._owns_engine:
             self.engine.dispose()
+        if self._listener is not None:
+            self._listener.stop()
         if self._redis_pool is not None:
             self._redis_pool.disconnect()
 

@@ -69,6 +69,10 @@ class CacheKeys:
     def function(self, qualified_name: str, arguments: str) -> str:
         return f"{self._function}{qualified_name}:{arguments}"
 
+    def channel(self) -> str:
+        """The pub/sub channel invalidations of this namespace are published on."""
+        return f"{self.namespace}:invalidations"
+
     def pattern(self) -> str:
         """A glob for every key of this namespace."""
         return f"{self.namespace}:*"

@@ -30,6 +30,10 @@ class RedisOptions:
     lock_timeout: int = 10
     lock_sleep: float = 0.01
     max_connections: int = 64
+    ack_timeout: float = 0.05
+    """How long a write waits for the other processes to confirm they dropped its keys."""
+    listen: bool = True
+    """Run the invalidation listener (cross-process coherence of the memory tier)."""
 
 
 def memory_region(
@@ -81,7 +85,11 @@ def redis_region(
             client.delete(*batch)
 
     proxy = ResilientRedisProxy(
-        CircuitBreaker(options.retry_after), stats, flush_namespace=flush_namespace
+        CircuitBreaker(options.retry_after),
+        stats,
+        keys,
+        generation_ttl=max(3600, expiration_time * 2),
+        flush_namespace=flush_namespace,
     )
     region = make_region(name=name, serializer=codec.dumps, deserializer=deserialize).configure(
         "dogpile.cache.redis",

@@ -71,27 +71,20 @@ class _EntityCache(Generic[E]):
                 result[entity_id] = value
         return result
 
-    def put(self, entities: Sequence[E]) -> None:
-        self.cache.set_many({self.key(e.id): e for e in entities})
-
     def id_of(self, key: str, load: Callable[[], E | None]) -> int | None:
-        """A secondary lookup: cache the id it leads to, and the entity under its own key."""
+        """A secondary lookup caches only the id it leads to. (The entity it read is not
+        cached on the side: every fill goes through a guarded path, see TieredCache.)"""
 
         def load_id() -> int | None:
             entity = load()
-            if entity is None:
-                return None
-            self.put([entity])
-            return entity.id
+            return None if entity is None else entity.id
 
         value = self.cache.get_or_load(key, load_id)
         return value if value is None or type(value) is int else self._bad_id(key, load_id)
 
     def ids_of(self, key: str, load: Callable[[], Sequence[E]]) -> list[int]:
         def load_ids() -> list[int]:
-            entities = load()
-            self.put(entities)
-            return [e.id for e in entities]
+            return [e.id for e in load()]
 
         value = self.cache.get_or_load(key, load_ids)
         if type(value) is list and all(type(i) is int for i in value):
@@ -201,16 +194,12 @@ class CachedUserProfileRepository:
         self.accounts = accounts
         self._entries = _EntityCache(cache, ProfileRecord, cache.keys.profile)
 
-    def _record(self, profile: UserProfile | None) -> ProfileRecord | None:
-        if profile is None:
-            return None
-        self.users._entries.put([profile.user])
-        self.accounts._entries.put([profile.account])
-        return ProfileRecord.of(profile)
+    @staticmethod
+    def _record(profile: UserProfile | None) -> ProfileRecord | None:
+        return None if profile is None else ProfileRecord.of(profile)
 
-    def _records(self, profiles: Sequence[UserProfile]) -> list[ProfileRecord]:
-        self.users._entries.put([p.user for p in profiles])
-        self.accounts._entries.put([p.account for p in profiles])
+    @staticmethod
+    def _records(profiles: Sequence[UserProfile]) -> list[ProfileRecord]:
         return [ProfileRecord.of(p) for p in profiles]
 
     def _hydrate(self, records: Sequence[ProfileRecord]) -> list[UserProfile]:

@@ -9,17 +9,23 @@ invalidated during an outage is read after it.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from dogpile.cache.api import NO_VALUE, CacheMutex, KeyType, SerializedReturnType
 from dogpile.cache.proxy import ProxyBackend
+from dogpile.cache.region import value_version
 from redis.exceptions import LockError, RedisError
 
+from . import codec, scripts
+from .keys import CacheKeys
 from .stats import CacheStats
 
 log = logging.getLogger("smarter_domain.cache.redis")
@@ -71,34 +77,63 @@ class CircuitBreaker:
                 self._down_since = None
 
 
+@dataclass(frozen=True, slots=True)
+class Generations:
+    """What a loader saw before reading the database: the namespace epoch and, per key, the
+    generation counter. A fill is stored only if both are still the same."""
+
+    epoch: bytes
+    counters: tuple[bytes, ...]
+
+
 class ResilientRedisProxy(ProxyBackend):
-    """Wraps dogpile's redis backend (the ``*_serialized`` methods, which byte backends use)."""
+    """Wraps dogpile's redis backend (the ``*_serialized`` methods, which byte backends use),
+    and adds the coherent operations: generations, guarded fills, invalidations that bump
+    generations and publish the keys."""
 
     def __init__(
         self,
         breaker: CircuitBreaker,
         stats: CacheStats,
+        keys: CacheKeys,
+        *,
+        origin: str = "",
+        generation_ttl: int = 3600,
         max_pending: int = 100_000,
         flush_namespace: Callable[[], None] | None = None,
     ) -> None:
         self.breaker = breaker
         self.stats = stats
+        self.keys = keys
+        self.origin = origin or uuid.uuid4().hex
+        self.generation_ttl = generation_ttl
         self.max_pending = max_pending
         self._flush_namespace = flush_namespace
         self._pending: set[KeyType] = set()
         self._pending_overflow = False
         self._pending_lock = threading.Lock()
+        self._scripts: dict[str, Any] = {}
 
     @property
     def pending_deletes(self) -> int:
         return len(self._pending)
+
+    @property
+    def client(self) -> Any:
+        return self.proxied.writer_client  # type: ignore[attr-defined]
+
+    def _script(self, name: str, source: str) -> Any:
+        script = self._scripts.get(name)
+        if script is None:
+            script = self._scripts[name] = self.client.register_script(source)
+        return script
 
     def _call(self, default: T, operation: Callable[[], T]) -> T:
         if not self.breaker.allow():
             return default
         try:
             if self.breaker.is_down or self._pending:
-                self._replay_pending()
+                self.replay_pending()
             result = operation()
         except REDIS_ERRORS as exc:
             self.stats.add("redis_errors")
@@ -107,7 +142,8 @@ class ResilientRedisProxy(ProxyBackend):
         self.breaker.success()
         return result
 
-    def _replay_pending(self) -> None:
+    def replay_pending(self) -> None:
+        """Deliver the invalidations an outage held back (raises if Redis still fails)."""
         with self._pending_lock:
             keys, self._pending = list(self._pending), set()
             overflow, self._pending_overflow = self._pending_overflow, False
@@ -115,7 +151,7 @@ class ResilientRedisProxy(ProxyBackend):
             if overflow and self._flush_namespace is not None:
                 self._flush_namespace()
             elif keys:
-                self.proxied.delete_multi(keys)
+                self._invalidate_now(keys, publish=True)
         except BaseException:
             self._remember(keys, overflow)
             raise
@@ -128,6 +164,84 @@ class ResilientRedisProxy(ProxyBackend):
             if overflow or len(self._pending) > self.max_pending:
                 self._pending_overflow = True
                 self._pending.clear()
+
+    # -- coherent operations ------------------------------------------------------------
+
+    def generations(self, keys: Sequence[str]) -> Generations | None:
+        """The epoch and generations of ``keys`` (None when Redis cannot be asked)."""
+
+        def read() -> Generations:
+            epoch_key = f"{self.keys.namespace}:epoch"
+            values = self._script("generations", scripts.GENERATIONS)(
+                keys=[epoch_key, *keys], args=[uuid.uuid4().hex]
+            )
+            return Generations(bytes(values[0]), tuple(bytes(v) for v in values[1:]))
+
+        return self._call(None, read)
+
+    def fill(self, items: Sequence[tuple[str, Any]], generations: Generations | None) -> list[bool]:
+        """Store each value if its key was not invalidated since ``generations`` was read."""
+        if generations is None or not items:
+            return [False] * len(items)
+        metadata = json.dumps({"ct": time.time(), "v": value_version}).encode("ascii")
+        payloads = [metadata + b"|" + codec.dumps(value) for _, value in items]
+        ttl = getattr(self.proxied, "redis_expiration_time", None) or self.generation_ttl
+
+        def write() -> list[bool]:
+            stored = self._script("fill", scripts.FILL)(
+                keys=[f"{self.keys.namespace}:epoch", *(key for key, _ in items)],
+                args=[generations.epoch, ttl, *generations.counters, *payloads],
+            )
+            return [bool(flag) for flag in stored]
+
+        result = self._call([False] * len(items), write)
+        refused = result.count(False)
+        if refused:
+            self.stats.add("fills_refused", refused)
+        return result
+
+    def _invalidate_now(self, keys: list[KeyType], publish: bool, ack: str = "") -> int:
+        message = b""
+        if publish:
+            message = json.dumps({"o": self.origin, "t": time.time(), "k": keys, "a": ack}).encode()
+        receivers = self._script("invalidate", scripts.INVALIDATE)(
+            keys=keys, args=[self.generation_ttl, self.keys.channel(), message]
+        )
+        return int(receivers)
+
+    def invalidate(self, keys: Sequence[str], ack_timeout: float = 0.0) -> bool:
+        """Delete, bump generations and publish; with ``ack_timeout``, wait (that long at
+        most) until every subscribed process has dropped the keys. False: Redis could not be
+        reached, and the keys are kept to be replayed when it can."""
+        keys = list(keys)
+        if not keys:
+            return True
+        ack = f"{self.keys.namespace}:ack:{uuid.uuid4().hex}" if ack_timeout > 0 else ""
+        receivers = self._call(None, lambda: self._invalidate_now(keys, True, ack))
+        if receivers is None:
+            self._remember(keys)
+            return False
+        if ack and receivers:
+            self._wait_for_acks(ack, receivers, ack_timeout)
+        return True
+
+    def _wait_for_acks(self, ack: str, expected: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        received = 0
+
+        def pop() -> bool:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            return self.client.blpop([ack], timeout=max(remaining, 0.001)) is not None
+
+        while received < expected and self._call(False, pop):
+            received += 1
+        if received < expected:
+            self.stats.add("ack_timeouts")
+            log.debug("%d of %d processes acknowledged an invalidation", received, expected)
+
+    # -- dogpile's backend interface ----------------------------------------------------
 
     def _checked(self, value: SerializedReturnType) -> SerializedReturnType:
         if value is NO_VALUE or _METADATA.match(value):
@@ -168,16 +282,7 @@ class ResilientRedisProxy(ProxyBackend):
         self.delete_multi([key])
 
     def delete_multi(self, keys: Iterable[KeyType]) -> None:
-        keys = list(keys)
-        if not keys:
-            return
-
-        def delete() -> bool:
-            self.proxied.delete_multi(keys)
-            return True
-
-        if not self._call(False, delete):
-            self._remember(keys)
+        self.invalidate(list(keys))
 
     def get_mutex(self, key: KeyType) -> CacheMutex | None:
         mutex = self.proxied.get_mutex(key)

@@ -13,6 +13,10 @@ STAT_NAMES = (
     "redis_errors",
     "decode_errors",
     "invalidations",
+    "fills_refused",
+    "memory_bypassed",
+    "ack_timeouts",
+    "listener_gaps",
 )
 
 

@@ -1,6 +1,15 @@
 """Two dogpile regions used as one cache: memory first, then Redis, then the loader, filling
 the tiers on the way back. dogpile's per-key lock makes concurrent misses in a process load
-once; the Redis region's distributed lock does the same across processes."""
+once; the Redis region's distributed lock does the same across processes.
+
+Coherence (with the Redis tier's proxy and an invalidation listener):
+- a fill is guarded: it is stored in Redis only if the key's generation did not change while
+  the loader ran (``ResilientRedisProxy.fill``), and in memory only if, besides, no local
+  invalidation touched the key (``Stripes``);
+- an invalidation drops the key locally, bumps its generation in Redis, publishes it, and
+  waits (briefly) until the other processes' listeners have dropped it too;
+- while the listener is not subscribed, the memory tier is bypassed.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +22,20 @@ from dogpile.cache.api import NO_VALUE
 
 from ..changes import Change
 from .keys import CacheKeys
+from .resilience import ResilientRedisProxy
 from .stats import CacheStats
+from .stripes import Stripes
 
 log = logging.getLogger(__name__)
+
+
+class _Fill:
+    """What one miss learned about whether its value may be cached."""
+
+    __slots__ = ("memory_ok",)
+
+    def __init__(self) -> None:
+        self.memory_ok = False
 
 
 class TieredCache:
@@ -26,40 +46,75 @@ class TieredCache:
         *,
         keys: CacheKeys | None = None,
         stats: CacheStats | None = None,
+        guard: ResilientRedisProxy | None = None,
+        ack_timeout: float = 0.05,
     ) -> None:
         self.memory = memory
         self.redis = redis
         self.keys = keys or CacheKeys()
         self.stats = stats or CacheStats()
+        self.guard = guard
+        self.ack_timeout = ack_timeout
+        self.stripes = Stripes()
+        self.listener: Any = None  # an InvalidationListener, attached by the domain
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def memory_usable(self) -> bool:
+        """Without a listener the memory tier cannot hear other processes' invalidations."""
+        return self.listener is None or self.listener.healthy
 
     def get_or_load(
         self, key: str, loader: Callable[[], Any], expiration_time: float | None = None
     ) -> Any:
+        if not self.memory_usable():
+            self.stats.add("memory_bypassed")
+            return self._second_tier(key, loader, expiration_time, _Fill())
         value = self.memory.get(key, expiration_time=expiration_time)
         if value is not NO_VALUE:
             self.stats.add("memory_hits")
             return value
         self.stats.add("memory_misses")
+        fill = _Fill()
         return self.memory.get_or_create(
-            key, lambda: self._second_tier(key, loader, expiration_time), expiration_time
+            key,
+            lambda: self._second_tier(key, loader, expiration_time, fill),
+            expiration_time,
+            should_cache_fn=lambda _: fill.memory_ok,
         )
 
     def _second_tier(
-        self, key: str, loader: Callable[[], Any], expiration_time: float | None
+        self, key: str, loader: Callable[[], Any], expiration_time: float | None, fill: _Fill
     ) -> Any:
+        local = self.stripes.snapshot(key)
         if self.redis is None:
             self.stats.add("loads")
-            return loader()
+            value = loader()
+            fill.memory_ok = self.stripes.unchanged(key, local)
+            return value
         loaded = False
+        stored = True
 
         def load() -> Any:
-            nonlocal loaded
+            nonlocal loaded, stored
             loaded = True
             self.stats.add("loads")
-            return loader()
+            if self.guard is None:
+                return loader()
+            generations = self.guard.generations([key])
+            value = loader()
+            stored = self.guard.fill([(key, value)], generations)[0]
+            return value
 
-        value = self.redis.get_or_create(key, load, expiration_time)
+        value = self.redis.get_or_create(
+            key,
+            load,
+            expiration_time,
+            # The guard stores the value itself, inside the lock, only if still current.
+            should_cache_fn=None if self.guard is None else (lambda _: False),
+        )
         self.stats.add("redis_misses" if loaded else "redis_hits")
+        fill.memory_ok = stored and self.memory_usable() and self.stripes.unchanged(key, local)
         return value
 
     def get_many_or_load(
@@ -68,17 +123,23 @@ class TieredCache:
         """Each key once: memory, then one MGET, then one call of ``loader(missing_keys)``;
         a key the loader leaves out is cached as None."""
         found: dict[str, Any] = {}
-        missing: list[str] = []
-        in_memory = self.memory.get_multi(keys)  # type: ignore[no-untyped-call]
-        for key, value in zip(keys, in_memory, strict=True):
-            if value is NO_VALUE:
-                missing.append(key)
-            else:
-                found[key] = value
-        self.stats.add("memory_hits", len(found))
-        if not missing:
-            return found
-        self.stats.add("memory_misses", len(missing))
+        missing = list(keys)
+        use_memory = self.memory_usable()
+        if use_memory:
+            missing = []
+            in_memory = self.memory.get_multi(keys)  # type: ignore[no-untyped-call]
+            for key, value in zip(keys, in_memory, strict=True):
+                if value is NO_VALUE:
+                    missing.append(key)
+                else:
+                    found[key] = value
+            self.stats.add("memory_hits", len(found))
+            if not missing:
+                return found
+            self.stats.add("memory_misses", len(missing))
+        else:
+            self.stats.add("memory_bypassed", len(missing))
+        local = {key: self.stripes.snapshot(key) for key in missing}
         if self.redis is not None:
             from_redis: dict[str, Any] = {}
             still_missing: list[str] = []
@@ -89,36 +150,51 @@ class TieredCache:
                 else:
                     from_redis[key] = value
             self.stats.add("redis_hits", len(from_redis))
-            if from_redis:
-                self.memory.set_multi(from_redis)
-                found.update(from_redis)
+            self._fill_memory(from_redis, local)
+            found.update(from_redis)
             missing = still_missing
             if not missing:
                 return found
             self.stats.add("redis_misses", len(missing))
+        generations = self.guard.generations(missing) if self.guard is not None else None
         self.stats.add("loads")
         loaded = loader(missing)
         fresh = {key: loaded.get(key) for key in missing}
-        self.set_many(fresh)
         found.update(fresh)
+        if self.guard is not None:
+            stored = self.guard.fill(list(fresh.items()), generations)
+            fresh = {k: v for (k, v), ok in zip(fresh.items(), stored, strict=True) if ok}
+        elif self.redis is not None:
+            self.redis.set_multi(fresh)
+        self._fill_memory(fresh, local)
         return found
 
-    def set_many(self, mapping: Mapping[str, Any]) -> None:
-        if not mapping:
+    def _fill_memory(self, values: Mapping[str, Any], local: Mapping[str, Any]) -> None:
+        if not values or not self.memory_usable():
             return
-        self.memory.set_multi(mapping)
-        if self.redis is not None:
-            self.redis.set_multi(mapping)
+        current = {k: v for k, v in values.items() if self.stripes.unchanged(k, local[k])}
+        if current:
+            self.memory.set_multi(current)
+
+    # -- invalidation ---------------------------------------------------------------------
 
     def invalidate(self, keys: Iterable[str]) -> None:
-        """Drop ``keys`` from every tier (deletes Redis could not take are replayed later)."""
+        """Drop ``keys`` in this process, in Redis, and (through the listeners) in every
+        other process. Deletes Redis could not take are replayed when it is back."""
         keys = list(keys)
         if not keys:
             return
         self.stats.add("invalidations", len(keys))
-        self.memory.delete_multi(keys)
-        if self.redis is not None:
+        self.drop_local(keys)
+        if self.guard is not None:
+            self.guard.invalidate(keys, self.ack_timeout if self.listener is not None else 0.0)
+        elif self.redis is not None:
             self.redis.delete_multi(keys)
+
+    def drop_local(self, keys: list[str]) -> None:
+        """Forget ``keys`` in the memory tier (an invalidation, local or heard)."""
+        self.stripes.bump(keys)
+        self.memory.delete_multi(keys)
 
     def invalidate_changes(self, changes: Sequence[Change]) -> None:
         """The unit of work's after-commit hook."""
@@ -128,4 +204,10 @@ class TieredCache:
         self.invalidate(sorted(keys))
 
     def clear_memory(self) -> None:
+        """Forget everything in the memory tier (and let no running load fill it)."""
+        self.stripes.bump_all()
         self.memory.invalidate(hard=True)  # type: ignore[no-untyped-call]
+
+    def listener_gap(self) -> None:
+        self.stats.add("listener_gaps")
+        self.clear_memory()

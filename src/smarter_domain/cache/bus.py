@@ -1,0 +1,152 @@
+"""The invalidation listener: a background thread subscribed to the namespace's channel.
+
+Every process's memory tier drops what other processes invalidate. Pub/sub is at-most-once,
+so the listener is only trusted while it is subscribed and its pings come back: until then
+(start-up, a lost connection, a frozen Redis) the memory tier is bypassed, and every
+(re)subscription clears it, since messages may have been missed. Each message is acknowledged,
+so a writer can wait until every subscribed process has dropped the keys.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from .resilience import REDIS_ERRORS
+
+log = logging.getLogger("smarter_domain.cache.bus")
+
+PING_EVERY = 0.5
+DEAD_AFTER = 1.5
+
+
+class InvalidationListener:
+    def __init__(
+        self,
+        url: str,
+        pool: redis.ConnectionPool,
+        channel: str,
+        origin: str,
+        drop: Callable[[list[str]], None],
+        gap: Callable[[], None],
+    ) -> None:
+        self._url = url
+        self._ack_client = redis.Redis(connection_pool=pool)
+        self.channel = channel
+        self.origin = origin
+        self._drop = drop
+        self._gap = gap
+        self._healthy = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="smarter-invalidations", daemon=True)
+        self.latencies_ms: collections.deque[float] = collections.deque(maxlen=100_000)
+        self.messages = 0
+
+    @property
+    def healthy(self) -> bool:
+        return self._healthy.is_set()
+
+    def start(self, wait: float = 2.0) -> None:
+        self._thread.start()
+        self._healthy.wait(wait)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        backoff = 0.05
+        while not self._stopping.is_set():
+            try:
+                self._listen()
+                backoff = 0.05
+            except REDIS_ERRORS as exc:
+                if self._healthy.is_set():
+                    self._healthy.clear()
+                    log.warning("invalidation listener lost Redis (%s); memory tier bypassed", exc)
+            except Exception:
+                self._healthy.clear()
+                log.exception("invalidation listener failed; restarting it")
+            if not self._stopping.is_set():
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, 1.0)
+
+    def _listen(self) -> None:
+        client = redis.Redis.from_url(
+            self._url,
+            socket_timeout=2.0,
+            socket_connect_timeout=0.5,
+            retry=Retry(NoBackoff(), 0),
+            client_name="smarter-domain-listener",
+        )
+        pubsub = client.pubsub()  # type: ignore[no-untyped-call]
+        try:
+            pubsub.subscribe(self.channel)
+            self._await(pubsub, "subscribe")
+            # Anything published before this subscription may have been missed.
+            self._gap()
+            was_down = not self._healthy.is_set()
+            self._healthy.set()
+            if was_down and self.messages:
+                log.warning("invalidation listener back; memory tier cleared")
+            last_pong = time.monotonic()
+            next_ping = last_pong + PING_EVERY
+            while not self._stopping.is_set():
+                message = pubsub.get_message(timeout=0.1)
+                now = time.monotonic()
+                if message is not None:
+                    if message["type"] == "pong":
+                        last_pong = now
+                    elif message["type"] == "message":
+                        self._handle(message["data"])
+                if now >= next_ping:
+                    pubsub.ping()
+                    next_ping = now + PING_EVERY
+                if now - last_pong > DEAD_AFTER:
+                    raise redis.TimeoutError("no answer to the listener's pings")
+        finally:
+            self._healthy.clear()
+            try:
+                pubsub.close()
+                client.close()
+            except REDIS_ERRORS:
+                pass
+
+    def _await(self, pubsub: Any, kind: str) -> None:
+        deadline = time.monotonic() + DEAD_AFTER
+        while time.monotonic() < deadline:
+            message = pubsub.get_message(timeout=0.1)
+            if message is not None and message["type"] == kind:
+                return
+        raise redis.TimeoutError(f"no {kind} confirmation")
+
+    def _handle(self, data: bytes) -> None:
+        try:
+            message = json.loads(data)
+            keys = [str(k) for k in message["k"]]
+        except (ValueError, KeyError, TypeError):
+            log.warning("malformed invalidation message ignored")
+            return
+        self.messages += 1
+        if message.get("o") != self.origin:
+            self._drop(keys)
+            sent = message.get("t")
+            if isinstance(sent, int | float):
+                self.latencies_ms.append((time.time() - sent) * 1000)
+        if message.get("a"):
+            try:
+                pipe = self._ack_client.pipeline(transaction=False)
+                pipe.rpush(message["a"], self.origin)
+                pipe.expire(message["a"], 10)
+                pipe.execute()
+            except REDIS_ERRORS as exc:
+                log.debug("could not acknowledge an invalidation: %s", exc)
