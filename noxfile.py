@@ -50,3 +50,11 @@ def ci(session: nox.Session) -> None:
     _lint(session)
     _typecheck(session)
     _tests(session)
+
+
+@nox.session
+def stress(session: nox.Session) -> None:
+    """The long coherence run: ``nox -s stress -- --seconds 300 --workers 8 --redis-restarts 3``."""
+    session.install("-e", ".[test]")
+    session.run("bash", "scripts/ensure-servers", external=True)
+    session.run("python", "-m", "tests.stress.harness", *session.posargs)

@@ -3,7 +3,6 @@ later, caches and brokers. ``configure()`` / ``get_domain()`` manage the process
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections.abc import Sequence
@@ -25,7 +24,6 @@ from .cache.repositories import (
     CachedUserProfileRepository,
     CachedUserRepository,
 )
-from .cache.resilience import REDIS_ERRORS
 from .cache.stats import CacheStats
 from .cache.tiered import TieredCache
 from .database import create_domain_engine
@@ -115,11 +113,16 @@ class Domain:
 
             def gap() -> None:
                 cache.listener_gap()
-                with contextlib.suppress(*REDIS_ERRORS):
-                    guard.replay_pending()
+                guard.deliver_pending()
 
             self._listener = InvalidationListener(
-                self.settings.redis_url, pool, keys.channel(), guard.origin, cache.drop_local, gap
+                self.settings.redis_url,
+                pool,
+                keys.channel(),
+                guard.origin,
+                drop=cache.drop_local,
+                gap=gap,
+                tick=guard.deliver_pending,  # an outage's invalidations go out as soon as it ends
             )
             cache.listener = self._listener
             self._listener.start()

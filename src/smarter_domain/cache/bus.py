@@ -38,6 +38,7 @@ class InvalidationListener:
         origin: str,
         drop: Callable[[list[str]], None],
         gap: Callable[[], None],
+        tick: Callable[[], None] = lambda: None,
     ) -> None:
         self._url = url
         self._ack_client = redis.Redis(connection_pool=pool)
@@ -45,6 +46,7 @@ class InvalidationListener:
         self.origin = origin
         self._drop = drop
         self._gap = gap
+        self._tick = tick
         self._healthy = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="smarter-invalidations", daemon=True)
@@ -108,6 +110,7 @@ class InvalidationListener:
                         last_pong = now
                     elif message["type"] == "message":
                         self._handle(message["data"])
+                self._tick()
                 if now >= next_ping:
                     pubsub.ping()
                     next_ping = now + PING_EVERY

@@ -142,6 +142,11 @@ class ResilientRedisProxy(ProxyBackend):
         self.breaker.success()
         return result
 
+    def deliver_pending(self) -> None:
+        """Replay held-back invalidations now if Redis may be tried (never raises)."""
+        if self._pending or self._pending_overflow:
+            self._call(None, lambda: None)
+
     def replay_pending(self) -> None:
         """Deliver the invalidations an outage held back (raises if Redis still fails)."""
         with self._pending_lock:
