@@ -7,6 +7,7 @@ writes through a unit of work, and after the commit (which invalidates the cache
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
@@ -38,6 +39,9 @@ if TYPE_CHECKING:
 E = TypeVar("E", Account, User, UserProfile)
 ManifestSource = str | Mapping[str, Any] | BaseModel
 
+RESERVED_USERNAME = re.compile(r"\d{4}-\d{4}-\d{4}-admin", re.ASCII)
+"""The names ``get_cached_admin_user_for_account`` gives the admins it creates."""
+
 # Fields a manifest sets, and the entity attribute each one lands in.
 ACCOUNT_CONFIG_FIELDS = {
     "companyName": "company_name",
@@ -67,6 +71,7 @@ def _changed(entity: Any, wanted: Mapping[str, Any]) -> dict[str, Any]:
 
 class Broker(Generic[E]):
     kind: ClassVar[str]
+    entity_type: ClassVar[type[Any]]
     manifest_type: ClassVar[type[BaseModel]]
     target_argument: ClassVar[str]
 
@@ -95,6 +100,11 @@ class Broker(Generic[E]):
                 )
             self.manifest = documents[0]
         self.target: E | None = target.get(self.target_argument)
+        if self.target is not None and not isinstance(self.target, self.entity_type):
+            raise TypeError(
+                f"{self.target_argument}= takes a {self.entity_type.__name__}, "
+                f"got {type(self.target).__name__}"
+            )
 
     @classmethod
     def of(cls, domain: Domain, actor: UserProfile, entity: E | None = None) -> Broker[E]:
@@ -196,38 +206,52 @@ class Broker(Generic[E]):
     def _actor_name(self) -> str:
         return self.actor.user.username
 
-    def _actor_user(self, uow: UnitOfWork) -> User:
-        """The actor as the database has it now: a cached or stale actor grants nothing."""
-        user = uow.users.get(self.actor.user.id)
-        if user is None or not user.is_active or uow.profiles.get(self.actor.id) is None:
-            raise PermissionDenied(f"actor {self._actor_name()} is gone or inactive")
-        return user
+    def _verified_actor(self, uow: UnitOfWork) -> UserProfile:
+        """The actor's profile as the database has it now, read by id. Only the id of the
+        profile given is trusted: its user, account and flags all come from the database, so
+        a forged, cached or stale actor grants nothing."""
+        profile = uow.profiles.get(self.actor.id)
+        if (
+            profile is None
+            or profile.user.id != self.actor.user.id
+            or not profile.user.is_active
+            or not profile.account.is_active
+        ):
+            raise PermissionDenied(f"actor {self._actor_name()} is gone, inactive or not theirs")
+        return profile
 
-    def _require_superuser(self, uow: UnitOfWork) -> User:
-        user = self._actor_user(uow)
-        if not user.is_superuser:
+    def _require_superuser(self, uow: UnitOfWork) -> UserProfile:
+        actor = self._verified_actor(uow)
+        if not actor.user.is_superuser:
             raise PermissionDenied(f"{self.kind} changes need a superuser")
-        return user
+        return actor
 
-    def _require_admin_of(self, uow: UnitOfWork, account: Account) -> User:
+    def _require_admin_of(self, uow: UnitOfWork, account: Account) -> UserProfile:
         """A superuser, or a staff member of ``account``."""
-        user = self._actor_user(uow)
-        if user.is_superuser or (user.is_staff and self.actor.account.id == account.id):
-            return user
+        actor = self._verified_actor(uow)
+        if actor.user.is_superuser or (actor.user.is_staff and actor.account.id == account.id):
+            return actor
         raise PermissionDenied(
             f"{self._actor_name()} may not change {self.kind}s of account {account.account_number}"
         )
 
     def _visible_accounts(self) -> list[Account] | None:
         """None: every account (superuser); else the actor's own."""
-        user = self.domain.users.get(self.actor.user.id)
-        if user is not None and user.is_superuser:
-            return None
-        return [self.actor.account]
+        with self.domain.unit_of_work() as uow:
+            actor = self._verified_actor(uow)
+        return None if actor.user.is_superuser else [actor.account]
+
+    def _related_cache_keys(self, entity: Account | User, profiles: list[UserProfile]) -> set[str]:
+        keys = self.domain.cache.keys
+        found: set[str] = keys.for_entity(entity)
+        for profile in profiles:
+            found |= keys.for_entity(profile)
+        return found
 
 
 class AccountBroker(Broker[Account]):
     kind = "Account"
+    entity_type = Account
     manifest_type = AccountManifest
     target_argument = "account"
 
@@ -303,28 +327,26 @@ class AccountBroker(Broker[Account]):
         }
 
     def _cache_keys(self, entity: Account) -> set[str]:
-        keys = self.domain.cache.keys
-        found: set[str] = keys.for_entity(entity) | {keys.users_of_account(entity.id)}
-        for profile in self.domain.profiles.inner.list_for_account(entity.id):
-            found |= keys.for_entity(profile)
-        return found
+        profiles = self.domain.profiles.inner.list_for_account(entity.id)
+        return self._related_cache_keys(entity, profiles) | {
+            self.domain.cache.keys.users_of_account(entity.id)
+        }
 
 
 class UserBroker(Broker[User]):
     kind = "User"
+    entity_type = User
     manifest_type = UserManifest
     target_argument = "user"
 
     def _account(self, uow: UnitOfWork) -> Account:
         """The account the user manifest is about: spec.accountNumber, else the actor's."""
         number = self.manifest.spec.accountNumber if self.manifest is not None else None
-        account = (
-            uow.accounts.get_by_number(number)
-            if number
-            else uow.accounts.get(self.actor.account.id)
-        )
+        if not number:
+            return self._verified_actor(uow).account
+        account = uow.accounts.get_by_number(number)
         if account is None:
-            raise AccountNotFound(f"no account {number or self.actor.account.account_number}")
+            raise AccountNotFound(f"no account {number}")
         return account
 
     def _find(self, uow: UnitOfWork) -> User | None:
@@ -333,18 +355,24 @@ class UserBroker(Broker[User]):
         manifest: UserManifest = self._require_manifest()
         return uow.users.get_by_username(manifest.username)
 
-    def _check_may_change(self, uow: UnitOfWork, actor: User, user: User, account: Account) -> None:
-        if actor.is_superuser:
+    def _check_may_change(self, uow: UnitOfWork, actor: UserProfile, user: User) -> None:
+        """A user is global: staff may change one only if it belongs to their account alone."""
+        if actor.user.is_superuser:
             return
         if user.is_superuser:
             raise PermissionDenied("only a superuser may change a superuser")
-        if uow.profiles.get_for(user.id, account.id) is None:
-            raise PermissionDenied(f"{user.username} is not a member of this account")
+        accounts = {p.account.id for p in uow.profiles.list_for_user(user.id)}
+        if accounts != {actor.account.id}:
+            raise PermissionDenied(
+                f"{user.username} belongs to other accounts: only a superuser may change it"
+            )
 
     def _apply(self, uow: UnitOfWork) -> User:
         manifest: UserManifest = self._require_manifest()
         account = self._account(uow)
         actor = self._require_admin_of(uow, account)
+        if not actor.user.is_superuser and RESERVED_USERNAME.fullmatch(manifest.username):
+            raise PermissionDenied(f"{manifest.username!r} is reserved for an account's admin")
         config = manifest.spec.config
         wanted: dict[str, Any] = {
             attribute: getattr(config, field) for field, attribute in USER_CONFIG_FIELDS.items()
@@ -354,7 +382,7 @@ class UserBroker(Broker[User]):
         if user is None:
             user = uow.users.add(username=manifest.username, **wanted)
         else:
-            self._check_may_change(uow, actor, user, account)
+            self._check_may_change(uow, actor, user)
             if user.username == SMARTER_ADMIN_USERNAME and not (config.isStaff and config.isActive):
                 raise PermissionDenied("the platform admin must stay active staff")
             changes = _changed(user, wanted)
@@ -377,9 +405,9 @@ class UserBroker(Broker[User]):
             raise UserNotFound("no such user")
         if user.username == SMARTER_ADMIN_USERNAME:
             raise PermissionDenied("the platform admin cannot be deleted")
-        if user.id == actor.id:
+        if user.id == actor.user.id:
             raise PermissionDenied("an actor cannot delete itself")
-        self._check_may_change(uow, actor, user, account)
+        self._check_may_change(uow, actor, user)
         uow.users.delete(user.id)
         return user
 
@@ -420,15 +448,15 @@ class UserBroker(Broker[User]):
         }
 
     def _cache_keys(self, entity: User) -> set[str]:
-        keys = self.domain.cache.keys
-        found: set[str] = keys.for_entity(entity) | {keys.profiles_of_user(entity.id)}
-        for profile in self.domain.profiles.inner.list_for_user(entity.id):
-            found |= keys.for_entity(profile)
-        return found
+        profiles = self.domain.profiles.inner.list_for_user(entity.id)
+        return self._related_cache_keys(entity, profiles) | {
+            self.domain.cache.keys.profiles_of_user(entity.id)
+        }
 
 
 class UserProfileBroker(Broker[UserProfile]):
     kind = "UserProfile"
+    entity_type = UserProfile
     manifest_type = UserProfileManifest
     target_argument = "profile"
 
@@ -451,7 +479,7 @@ class UserProfileBroker(Broker[UserProfile]):
     def _apply(self, uow: UnitOfWork) -> UserProfile:
         manifest: UserProfileManifest = self._require_manifest()
         user, account = self._parts(uow)
-        self._require_admin_of(uow, account)
+        actor = self._require_admin_of(uow, account)
         wanted: dict[str, Any] = {
             "name": manifest.metadata.name,
             "description": manifest.metadata.description,
@@ -459,6 +487,10 @@ class UserProfileBroker(Broker[UserProfile]):
         }
         profile = uow.profiles.get_for(user.id, account.id)
         if profile is None:
+            if not actor.user.is_superuser and uow.profiles.list_for_user(user.id):
+                raise PermissionDenied(
+                    f"{user.username} belongs to other accounts: only a superuser may enrol it"
+                )
             return uow.profiles.add(user_id=user.id, account_id=account.id, **wanted)
         changes = _changed(profile, wanted)
         return uow.profiles.update(profile.id, **changes) if changes else profile

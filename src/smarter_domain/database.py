@@ -32,6 +32,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def create_domain_engine(database_url: str, **options: Any) -> Engine:
     url = normalize_url(database_url)
     if url.get_backend_name() == "sqlite":
+        if url.database in (None, "", ":memory:") or url.query.get("mode") == "memory":
+            raise ConfigurationError(
+                "in-memory SQLite is not supported: every session must see only committed "
+                "data, and one shared connection cannot; use a file (sqlite:///app.db)"
+            )
         options.setdefault("connect_args", {}).setdefault("timeout", 30)
         engine = create_engine(url, **options)
         event.listen(engine, "connect", _sqlite_pragmas)

@@ -13,12 +13,19 @@ import redis
 from dogpile.cache import CacheRegion
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import SingletonThreadPool, StaticPool
 
 from . import migrations
 from .brokers import ManifestSource, apply_manifests, broker_for
 from .cache.bus import InvalidationListener
 from .cache.keys import DEFAULT_NAMESPACE, CacheKeys
-from .cache.regions import RedisOptions, memory_region, redis_connection_pool, redis_region
+from .cache.regions import (
+    RedisOptions,
+    memory_region,
+    redis_connection_pool,
+    redis_region,
+    secure_redis_region,
+)
 from .cache.repositories import (
     CachedAccountRepository,
     CachedUserProfileRepository,
@@ -28,7 +35,7 @@ from .cache.stats import CacheStats
 from .cache.tiered import TieredCache
 from .database import create_domain_engine
 from .entities import Entity, UserProfile
-from .errors import ConflictError, ValidationError
+from .errors import ConfigurationError, ConflictError, ValidationError
 from .manifests import load_manifests
 from .platform_account import SMARTER_ACCOUNT_NUMBER, SMARTER_ADMIN_USERNAME
 from .repositories.sql import SqlAccountRepository, SqlUserProfileRepository, SqlUserRepository
@@ -69,6 +76,11 @@ class Domain:
             cache_ttl=cache_ttl,
         )
         self._owns_engine = engine is None
+        if engine is not None and isinstance(engine.pool, SingletonThreadPool | StaticPool):
+            raise ConfigurationError(
+                "an engine sharing one connection (StaticPool, SingletonThreadPool) would let "
+                "cached reads see uncommitted data: use a pooled engine"
+            )
         self.engine: Engine = engine or create_domain_engine(
             self.settings.database_url, **(engine_options or {})
         )
@@ -101,15 +113,19 @@ class Domain:
         keys, stats, ttl = CacheKeys(namespace), CacheStats(), self.settings.cache_ttl
         if memory is None:
             memory = memory_region(ttl, memory_cache_size)
-        if redis_tier is not None or not self.settings.redis_url:
-            return TieredCache(memory, redis_tier, keys=keys, stats=stats)
+        if redis_tier is None and not self.settings.redis_url:
+            return TieredCache(memory, keys=keys, stats=stats)
         options = redis_options or RedisOptions()
-        self._redis_pool = pool = redis_connection_pool(self.settings.redis_url, options)
-        redis_tier, guard = redis_region(pool, ttl, stats, keys, options)
+        if redis_tier is None:
+            assert self.settings.redis_url is not None
+            self._redis_pool = redis_connection_pool(self.settings.redis_url, options)
+            redis_tier, guard = redis_region(self._redis_pool, ttl, stats, keys, options)
+        else:
+            guard = secure_redis_region(redis_tier, stats, keys, options)
         cache = TieredCache(
             memory, redis_tier, keys=keys, stats=stats, guard=guard, ack_timeout=options.ack_timeout
         )
-        if options.listen:
+        if options.listen and self.settings.redis_url:
 
             def gap() -> None:
                 cache.listener_gap()
@@ -117,7 +133,7 @@ class Domain:
 
             self._listener = InvalidationListener(
                 self.settings.redis_url,
-                pool,
+                guard.client.connection_pool,
                 keys.channel(),
                 guard.origin,
                 drop=cache.drop_local,
@@ -195,6 +211,15 @@ class Domain:
             self.engine.dispose()
         if self._listener is not None:
             self._listener.stop()
+        guard = self.cache.guard
+        if guard is not None and guard.pending_deletes:
+            guard.deliver_pending()
+            if guard.pending_deletes:
+                log.error(
+                    "closing with %d cache invalidations Redis never received: other "
+                    "processes may serve those entries until they expire",
+                    guard.pending_deletes,
+                )
         if self._redis_pool is not None:
             self._redis_pool.disconnect()
 

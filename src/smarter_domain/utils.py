@@ -106,18 +106,24 @@ class AccountUtilities:
         username = f"{account.account_number}-admin"
         try:
             with self.domain.unit_of_work() as uow:
-                user = uow.users.get_by_username(username) or uow.users.add(
-                    username=username, is_staff=True, is_superuser=False
-                )
-                if not user.is_staff:
-                    user = uow.users.update(user.id, is_staff=True)
-                if uow.profiles.get_for(user.id, account.id) is None:
+                user = uow.users.get_by_username(username)
+                if user is None:
+                    user = uow.users.add(username=username, is_staff=True, is_superuser=False)
                     uow.profiles.add(user_id=user.id, account_id=account.id, name=username)
+                elif uow.profiles.get_for(user.id, account.id) is None:
+                    # Never adopt a user someone else created under the reserved name.
+                    raise ConflictError(
+                        "the admin name is taken by a user outside the account",
+                        {"username": username},
+                    )
+                elif not user.is_staff:
+                    user = uow.users.update(user.id, is_staff=True)
                 uow.commit()
         except ConflictError:
-            # Another process created it between our read and our write: use theirs.
+            # Another process created it between our read and our write: use theirs, if it
+            # is this account's.
             found = self.domain.users.inner.get_by_username(username)
-            if found is None:
+            if found is None or self.domain.profiles.inner.get_for(found.id, account.id) is None:
                 raise
             user = found
         log.info("created admin %s for account %s", username, account.account_number)
@@ -137,6 +143,8 @@ class AccountUtilities:
             user = self.domain.users.get_by_username(SMARTER_ADMIN_USERNAME)
             if account is None or user is None:
                 return None
+            if invalidate:
+                self.domain.cache.invalidate([self.keys.profile_for(user.id, account.id)])
             return self.domain.profiles.get_for(user.id, account.id)
 
         keys = [

@@ -15,6 +15,7 @@ kills and restarts Redis during the run, and prints the figures.
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import multiprocessing
 import random
@@ -166,19 +167,25 @@ def check(results: list[dict[str, Any]]) -> Report:
     for result in results:
         for done, kind, entity_id, version in result["writes"]:
             writes.setdefault((kind, entity_id), []).append((done, version))
-    for history in writes.values():
+    # Per entity: the times writes returned, and the highest version returned by then.
+    histories: dict[tuple[str, int], tuple[list[float], list[int]]] = {}
+    for entity, history in writes.items():
         history.sort()
+        times, highest, top = [], [], 0
+        for done, version in history:
+            top = max(top, version)
+            times.append(done)
+            highest.append(top)
+        histories[entity] = (times, highest)
     for result in results:
         report.reads += len(result["reads"])
         report.writes += len(result["writes"])
         report.errors += len(result["errors"])
         report.examples.extend(result["errors"][:2])
         for started, kind, entity_id, version in result["reads"]:
-            required = 0
-            for done, written in writes.get((kind, entity_id), ()):
-                if done >= started:
-                    break
-                required = max(required, written)
+            times, highest = histories.get((kind, entity_id), ([], []))
+            returned_before = bisect.bisect_left(times, started)
+            required = highest[returned_before - 1] if returned_before else 0
             if version < required:
                 report.stale_reads += 1
                 if len(report.examples) < 10:

@@ -104,6 +104,6 @@ def loads(payload: bytes) -> Any:
         raise CantDeserializeException()
     try:
         return _untag(_decoder.decode(memoryview(payload)[len(MAGIC) :]))
-    except (msgspec.DecodeError, msgspec.ValidationError, KeyError, ValueError, TypeError) as exc:
-        log.warning("undecodable cache entry ignored: %s", exc)
+    except (Exception, RecursionError) as exc:  # whatever a hostile payload triggers
+        log.warning("undecodable cache entry ignored: %s: %s", type(exc).__name__, exc)
         raise CantDeserializeException() from None

@@ -9,9 +9,11 @@ from typing import Any
 import redis
 from dogpile.cache import CacheRegion, make_region
 from dogpile.cache.api import CantDeserializeException
+from dogpile.cache.backends.redis import RedisBackend
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from ..errors import ConfigurationError
 from . import codec
 from .keys import CacheKeys
 from .lru import BoundedLRU
@@ -47,6 +49,13 @@ def memory_region(
 
 
 def redis_connection_pool(url: str, options: RedisOptions) -> redis.ConnectionPool:
+    try:
+        return _pool(url, options)
+    except ValueError as exc:
+        raise ConfigurationError(f"invalid Redis URL: {exc}") from None
+
+
+def _pool(url: str, options: RedisOptions) -> redis.ConnectionPool:
     return redis.ConnectionPool.from_url(
         url,
         socket_timeout=options.socket_timeout,
@@ -66,32 +75,8 @@ def redis_region(
     options: RedisOptions = RedisOptions(),
     name: str = "smarter_domain.redis",
 ) -> tuple[CacheRegion, ResilientRedisProxy]:
-    def deserialize(payload: bytes) -> Any:
-        try:
-            return codec.loads(payload)
-        except CantDeserializeException:
-            stats.add("decode_errors")
-            raise
-
-    def flush_namespace() -> None:
-        client = redis.Redis(connection_pool=pool)
-        batch: list[Any] = []
-        for key in client.scan_iter(match=keys.pattern(), count=1000):
-            batch.append(key)
-            if len(batch) >= 1000:
-                client.delete(*batch)
-                batch.clear()
-        if batch:
-            client.delete(*batch)
-
-    proxy = ResilientRedisProxy(
-        CircuitBreaker(options.retry_after),
-        stats,
-        keys,
-        generation_ttl=max(3600, expiration_time * 2),
-        flush_namespace=flush_namespace,
-    )
-    region = make_region(name=name, serializer=codec.dumps, deserializer=deserialize).configure(
+    """dogpile's redis backend on ``pool``, made safe by ``secure_redis_region``."""
+    region = make_region(name=name).configure(
         "dogpile.cache.redis",
         expiration_time=expiration_time,
         arguments={
@@ -104,6 +89,49 @@ def redis_region(
             "lock_sleep": options.lock_sleep,
             "lock_blocking_timeout": options.lock_timeout,
         },
-        wrap=[proxy],
     )
-    return region, proxy
+    return region, secure_redis_region(region, stats, keys, options)
+
+
+def secure_redis_region(
+    region: CacheRegion, stats: CacheStats, keys: CacheKeys, options: RedisOptions
+) -> ResilientRedisProxy:
+    """Give a dogpile Redis region the typed codec (never pickle) and the resilient, coherent
+    proxy. An application's own region goes through here too, so it gets the same guarantees."""
+    backend = region.actual_backend
+    if not isinstance(backend, RedisBackend):
+        raise ConfigurationError(
+            f"redis_region must use a dogpile Redis backend, not {type(backend).__name__}"
+        )
+    client = backend.writer_client
+
+    def deserialize(payload: bytes) -> Any:
+        try:
+            return codec.loads(payload)
+        except CantDeserializeException:
+            stats.add("decode_errors")
+            raise
+
+    def flush_namespace() -> None:
+        batch: list[Any] = []
+        for key in client.scan_iter(match=keys.pattern(), count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                client.delete(*batch)
+                batch.clear()
+        if batch:
+            client.delete(*batch)
+
+    expiration = int(region.expiration_time or 600)
+    proxy = ResilientRedisProxy(
+        CircuitBreaker(options.retry_after),
+        stats,
+        keys,
+        backend=backend,
+        generation_ttl=max(3600, expiration * 2),
+        flush_namespace=flush_namespace,
+    )
+    region.serializer = codec.dumps
+    region.deserializer = deserialize
+    region.wrap(proxy)
+    return proxy

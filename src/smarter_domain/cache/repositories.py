@@ -101,6 +101,13 @@ class _EntityCache(Generic[E]):
 
 _WRONG_TYPE = object()
 
+T = TypeVar("T")
+
+
+def in_order(ids: Sequence[int], found: Mapping[int, T]) -> list[T]:
+    """A cached id list hydrated: its order, without entities deleted meanwhile."""
+    return [found[i] for i in ids if i in found]
+
 
 class CachedAccountRepository:
     def __init__(self, inner: AccountRepository, cache: TieredCache) -> None:
@@ -125,8 +132,7 @@ class CachedAccountRepository:
 
     def list_all(self) -> list[Account]:
         ids = self._entries.ids_of(self.keys.all_accounts(), self.inner.list_all)
-        found = self.get_many(ids)
-        return [found[i] for i in ids if i in found]
+        return in_order(ids, self.get_many(ids))
 
     def add(
         self, *, name: str, account_number: str | None = None, **fields: Unpack[AccountFields]
@@ -160,8 +166,7 @@ class CachedUserRepository:
     def list_for_account(self, account_id: int) -> list[User]:
         key = self.keys.users_of_account(account_id)
         ids = self._entries.ids_of(key, lambda: self.inner.list_for_account(account_id))
-        found = self.get_many(ids)
-        return [found[i] for i in ids if i in found]
+        return in_order(ids, self.get_many(ids))
 
     def list_all(self) -> list[User]:
         """Every user: an administrative listing, read from the wrapped repository."""
@@ -227,8 +232,7 @@ class CachedUserProfileRepository:
 
     def _list(self, key: str, load: Callable[[], list[UserProfile]]) -> list[UserProfile]:
         ids = self._entries.ids_of(key, lambda: self._records(load()))
-        found = self.get_many(ids)
-        return [found[i] for i in ids if i in found]
+        return in_order(ids, self.get_many(ids))
 
     def get_for(self, user_id: int, account_id: int) -> UserProfile | None:
         key = self.keys.profile_for(user_id, account_id)

@@ -52,7 +52,17 @@ class CircuitBreaker:
         return self._down_since is not None
 
     def allow(self) -> bool:
-        return self._down_since is None or time.monotonic() >= self._retry_at
+        """Closed: yes. Open: no, except one probe call each ``retry_after``."""
+        if self._down_since is None:
+            return True
+        now = time.monotonic()
+        if now < self._retry_at:
+            return False
+        with self._lock:
+            if now < self._retry_at:
+                return False
+            self._retry_at = now + self.retry_after  # this caller is the probe
+            return True
 
     def failure(self, exc: BaseException) -> None:
         with self._lock:
@@ -97,6 +107,7 @@ class ResilientRedisProxy(ProxyBackend):
         stats: CacheStats,
         keys: CacheKeys,
         *,
+        backend: Any = None,
         origin: str = "",
         generation_ttl: int = 3600,
         max_pending: int = 100_000,
@@ -105,6 +116,7 @@ class ResilientRedisProxy(ProxyBackend):
         self.breaker = breaker
         self.stats = stats
         self.keys = keys
+        self._backend = backend  # the dogpile RedisBackend under any other proxies
         self.origin = origin or uuid.uuid4().hex
         self.generation_ttl = generation_ttl
         self.max_pending = max_pending
@@ -119,8 +131,12 @@ class ResilientRedisProxy(ProxyBackend):
         return len(self._pending)
 
     @property
+    def backend(self) -> Any:
+        return self._backend if self._backend is not None else self.proxied
+
+    @property
     def client(self) -> Any:
-        return self.proxied.writer_client  # type: ignore[attr-defined]
+        return self.backend.writer_client
 
     def _script(self, name: str, source: str) -> Any:
         script = self._scripts.get(name)
@@ -190,7 +206,7 @@ class ResilientRedisProxy(ProxyBackend):
             return [False] * len(items)
         metadata = json.dumps({"ct": time.time(), "v": value_version}).encode("ascii")
         payloads = [metadata + b"|" + codec.dumps(value) for _, value in items]
-        ttl = getattr(self.proxied, "redis_expiration_time", None) or self.generation_ttl
+        ttl = self.backend.redis_expiration_time or self.generation_ttl
 
         def write() -> list[bool]:
             stored = self._script("fill", scripts.FILL)(
@@ -267,12 +283,12 @@ class ResilientRedisProxy(ProxyBackend):
 
     # Writes use SET ... EX (dogpile's backend calls SETEX, deprecated in redis-py 8).
     def set_serialized(self, key: KeyType, value: bytes) -> None:
-        backend: Any = self.proxied
+        backend = self.backend
         ttl = backend.redis_expiration_time or None
         self._call(None, lambda: backend.writer_client.set(key, value, ex=ttl))
 
     def set_serialized_multi(self, mapping: Mapping[KeyType, bytes]) -> None:
-        backend: Any = self.proxied
+        backend = self.backend
         ttl = backend.redis_expiration_time or None
 
         def write() -> None:
@@ -301,14 +317,22 @@ class FallbackMutex(CacheMutex):
     gives up (``lock_blocking_timeout``) goes on and loads the value itself.
     """
 
-    __slots__ = ("_breaker", "_held", "_local", "_redis", "_stats")
+    __slots__ = ("_breaker", "_local", "_redis", "_state", "_stats")
 
     def __init__(self, redis_mutex: Any, breaker: CircuitBreaker, stats: CacheStats) -> None:
         self._redis = redis_mutex
         self._local = threading.Lock()
         self._breaker = breaker
         self._stats = stats
-        self._held: str | None = None
+        self._state = threading.local()  # which lock this thread holds: dogpile shares us
+
+    @property
+    def _held(self) -> str | None:
+        return getattr(self._state, "held", None)
+
+    @_held.setter
+    def _held(self, value: str | None) -> None:
+        self._state.held = value
 
     def acquire(self, wait: bool = True) -> bool:
         if self._breaker.allow():

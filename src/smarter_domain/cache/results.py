@@ -21,6 +21,8 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Generic, ParamSpec, TypeVar
 
+from dogpile.cache.api import CantDeserializeException
+
 from ..entities import Account, User, UserProfile
 from . import codec
 
@@ -108,12 +110,18 @@ class CachedFunction(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         cache = self._cache()
         key = self.key(*args, **kwargs)
-        payload = cache.get_or_load(
-            key, lambda: codec.dumps(self.function(*args, **kwargs)), self.timeout
-        )
+
+        def load() -> bytes:
+            return codec.dumps(self.function(*args, **kwargs))
+
         # The memory tier keeps the encoded bytes: each caller gets its own copy of a
         # mutable result, exactly what the Redis tier would give it.
-        result: R = codec.loads(payload)
+        payload = cache.get_or_load(key, load, self.timeout)
+        try:
+            result: R = codec.loads(payload)
+        except (CantDeserializeException, AttributeError, TypeError):
+            cache.invalidate([key])  # a foreign entry under our key: drop it, compute afresh
+            result = codec.loads(cache.get_or_load(key, load, self.timeout))
         return result
 
     def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None:
