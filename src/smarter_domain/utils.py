@@ -162,9 +162,12 @@ class AccountUtilities:
         if type(user_id) is not int:
             log.error("get_cached_user_for_user_id: invalid user id %r", user_id)
             return None
-        user = self._read(
-            lambda: self.domain.users.get(user_id), [self.keys.user(user_id)], invalidate
-        )
+        if invalidate:
+            user = self._read(
+                lambda: self.domain.users.get(user_id), [self.keys.user(user_id)], invalidate
+            )
+        else:  # the hot path: no closure, no key list
+            user = self.domain.users.get(user_id)
         if user is None:
             log.error("no user with id %s", user_id)
         return user
@@ -175,11 +178,14 @@ class AccountUtilities:
         if type(username) is not str:
             log.error("get_cached_user_for_username: invalid username %r", username)
             raise UserNotFound(f"invalid username {username!r}")
-        user = self._read(
-            lambda: self.domain.users.get_by_username(username),
-            [self.keys.user_by_username(username)],
-            invalidate,
-        )
+        if invalidate:
+            user = self._read(
+                lambda: self.domain.users.get_by_username(username),
+                [self.keys.user_by_username(username)],
+                invalidate,
+            )
+        else:  # the hot path: no closure, no key list
+            user = self.domain.users.get_by_username(username)
         if user is None:
             log.error("no user with username %r", username)
             raise UserNotFound(f"no user with username {username!r}")

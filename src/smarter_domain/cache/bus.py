@@ -25,7 +25,10 @@ from .resilience import REDIS_ERRORS
 
 log = logging.getLogger("smarter_domain.cache.bus")
 
-PING_EVERY = 0.5
+PING_EVERY = 0.1
+TRUST_WINDOW = 0.3
+"""The memory tier is trusted only while a ping sent less than this long ago has come back:
+its pong proves every invalidation published before that ping was handled."""
 DEAD_AFTER = 1.5
 
 
@@ -53,9 +56,20 @@ class InvalidationListener:
         self.latencies_ms: collections.deque[float] = collections.deque(maxlen=100_000)
         self.messages = 0
 
+    trusted_until = 0.0
+    """CLOCK_MONOTONIC time until which the memory tier may be trusted (read by the hit path)."""
+
     @property
     def healthy(self) -> bool:
-        return self._healthy.is_set()
+        return time.monotonic() < self.trusted_until
+
+    def _set_healthy(self, value: bool) -> None:
+        if value:
+            self.trusted_until = time.monotonic() + TRUST_WINDOW
+            self._healthy.set()
+        else:
+            self.trusted_until = 0.0
+            self._healthy.clear()
 
     def start(self, wait: float = 2.0) -> None:
         self._thread.start()
@@ -73,10 +87,10 @@ class InvalidationListener:
                 backoff = 0.05
             except REDIS_ERRORS as exc:
                 if self._healthy.is_set():
-                    self._healthy.clear()
+                    self._set_healthy(False)
                     log.warning("invalidation listener lost Redis (%s); memory tier bypassed", exc)
             except Exception:
-                self._healthy.clear()
+                self._set_healthy(False)
                 log.exception("invalidation listener failed; restarting it")
             if not self._stopping.is_set():
                 self._stopping.wait(backoff)
@@ -97,27 +111,31 @@ class InvalidationListener:
             # Anything published before this subscription may have been missed.
             self._gap()
             was_down = not self._healthy.is_set()
-            self._healthy.set()
+            self._set_healthy(True)
             if was_down and self.messages:
                 log.warning("invalidation listener back; memory tier cleared")
+            pings: collections.deque[float] = collections.deque()
             last_pong = time.monotonic()
-            next_ping = last_pong + PING_EVERY
+            next_ping = last_pong
             while not self._stopping.is_set():
-                message = pubsub.get_message(timeout=0.1)
+                message = pubsub.get_message(timeout=0.02)
                 now = time.monotonic()
                 if message is not None:
-                    if message["type"] == "pong":
+                    if message["type"] == "pong" and pings:
+                        # Every message published before this ping was sent has been handled.
+                        self.trusted_until = pings.popleft() + TRUST_WINDOW
                         last_pong = now
                     elif message["type"] == "message":
                         self._handle(message["data"])
                 self._tick()
                 if now >= next_ping:
+                    pings.append(time.monotonic())
                     pubsub.ping()
                     next_ping = now + PING_EVERY
                 if now - last_pong > DEAD_AFTER:
                     raise redis.TimeoutError("no answer to the listener's pings")
         finally:
-            self._healthy.clear()
+            self._set_healthy(False)
             try:
                 pubsub.close()
                 client.close()

@@ -15,15 +15,17 @@ class BoundedLRU(MutableMapping[str, Any]):
             raise ValueError("maxsize must be at least 1")
         self.maxsize = maxsize
         self._data: OrderedDict[str, Any] = OrderedDict()
+        self.data = self._data  # read directly by TieredCache.peek
         self._lock = threading.Lock()
 
     def get(self, key: str, default: Any = None) -> Any:
-        with self._lock:
-            try:
-                self._data.move_to_end(key)
-            except KeyError:
-                return default
+        # Lock-free: each OrderedDict operation is one C call under the GIL; a key removed
+        # between the two just reads as missing.
+        try:
+            self._data.move_to_end(key)
             return self._data[key]
+        except KeyError:
+            return default
 
     def __getitem__(self, key: str) -> Any:
         with self._lock:

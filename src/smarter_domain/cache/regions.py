@@ -32,7 +32,7 @@ class RedisOptions:
     lock_timeout: int = 10
     lock_sleep: float = 0.01
     max_connections: int = 64
-    ack_timeout: float = 0.05
+    ack_timeout: float = 0.5
     """How long a write waits for the other processes to confirm they dropped its keys."""
     listen: bool = True
     """Run the invalidation listener (cross-process coherence of the memory tier)."""

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
+from dogpile.cache.api import NO_VALUE
 from typing_extensions import Unpack
 
 from ..entities import Account, User, UserProfile
@@ -30,6 +31,7 @@ from .tiered import TieredCache
 log = logging.getLogger(__name__)
 
 E = TypeVar("E", Account, User, ProfileRecord)
+K = TypeVar("K")
 
 
 class _EntityCache(Generic[E]):
@@ -47,10 +49,15 @@ class _EntityCache(Generic[E]):
         self.cache.invalidate([key])
         return _WRONG_TYPE
 
-    def get(self, entity_id: int, load: Callable[[], E | None]) -> E | None:
+    def get(self, entity_id: int, load: Callable[[int], E | None]) -> E | None:
         key = self.key(entity_id)
-        value = self._checked(key, self.cache.get_or_load(key, load))
-        return load() if value is _WRONG_TYPE else value
+        value = self.cache.peek(key)  # the hit path: no closure is built
+        if value is NO_VALUE:
+            value = self.cache.get_or_load(key, lambda: load(entity_id))
+        if value is None or type(value) is self.kind:
+            return value
+        value = self._checked(key, value)
+        return load(entity_id) if value is _WRONG_TYPE else value
 
     def get_many(
         self, ids: Sequence[int], load: Callable[[list[int]], Mapping[int, E]]
@@ -71,12 +78,15 @@ class _EntityCache(Generic[E]):
                 result[entity_id] = value
         return result
 
-    def id_of(self, key: str, load: Callable[[], E | None]) -> int | None:
-        """A secondary lookup caches only the id it leads to. (The entity it read is not
-        cached on the side: every fill goes through a guarded path, see TieredCache.)"""
+    def id_of(self, key: str, load: Callable[[K], E | None], argument: K) -> int | None:
+        """A secondary lookup caches only the id that ``load(argument)`` leads to. (The
+        entity it read is not cached on the side: every fill goes through a guarded path.)"""
+        value = self.cache.peek(key)  # the hit path: no closure is built
+        if value is None or type(value) is int:
+            return value
 
         def load_id() -> int | None:
-            entity = load()
+            entity = load(argument)
             return None if entity is None else entity.id
 
         value = self.cache.get_or_load(key, load_id)
@@ -104,6 +114,10 @@ _WRONG_TYPE = object()
 T = TypeVar("T")
 
 
+def _call(function: Callable[[], T]) -> T:
+    return function()
+
+
 def in_order(ids: Sequence[int], found: Mapping[int, T]) -> list[T]:
     """A cached id list hydrated: its order, without entities deleted meanwhile."""
     return [found[i] for i in ids if i in found]
@@ -116,18 +130,18 @@ class CachedAccountRepository:
         self._entries = _EntityCache(cache, Account, cache.keys.account)
 
     def get(self, account_id: int) -> Account | None:
-        return self._entries.get(account_id, lambda: self.inner.get(account_id))
+        return self._entries.get(account_id, self.inner.get)
 
     def get_many(self, account_ids: Sequence[int]) -> dict[int, Account]:
         return self._entries.get_many(account_ids, self.inner.get_many)
 
     def get_by_number(self, account_number: str) -> Account | None:
         key = self.keys.account_by_number(account_number)
-        found = self._entries.id_of(key, lambda: self.inner.get_by_number(account_number))
+        found = self._entries.id_of(key, self.inner.get_by_number, account_number)
         return None if found is None else self.get(found)
 
     def get_default(self) -> Account | None:
-        found = self._entries.id_of(self.keys.default_account(), self.inner.get_default)
+        found = self._entries.id_of(self.keys.default_account(), _call, self.inner.get_default)
         return None if found is None else self.get(found)
 
     def list_all(self) -> list[Account]:
@@ -153,14 +167,14 @@ class CachedUserRepository:
         self._entries = _EntityCache(cache, User, cache.keys.user)
 
     def get(self, user_id: int) -> User | None:
-        return self._entries.get(user_id, lambda: self.inner.get(user_id))
+        return self._entries.get(user_id, self.inner.get)
 
     def get_many(self, user_ids: Sequence[int]) -> dict[int, User]:
         return self._entries.get_many(user_ids, self.inner.get_many)
 
     def get_by_username(self, username: str) -> User | None:
         key = self.keys.user_by_username(username)
-        found = self._entries.id_of(key, lambda: self.inner.get_by_username(username))
+        found = self._entries.id_of(key, self.inner.get_by_username, username)
         return None if found is None else self.get(found)
 
     def list_for_account(self, account_id: int) -> list[User]:
@@ -217,7 +231,7 @@ class CachedUserProfileRepository:
         ]
 
     def get(self, profile_id: int) -> UserProfile | None:
-        record = self._entries.get(profile_id, lambda: self._record(self.inner.get(profile_id)))
+        record = self._entries.get(profile_id, lambda i: self._record(self.inner.get(i)))
         if record is None:
             return None
         user, account = self.users.get(record.user_id), self.accounts.get(record.account_id)
@@ -237,7 +251,7 @@ class CachedUserProfileRepository:
     def get_for(self, user_id: int, account_id: int) -> UserProfile | None:
         key = self.keys.profile_for(user_id, account_id)
         found = self._entries.id_of(
-            key, lambda: self._record(self.inner.get_for(user_id, account_id))
+            key, lambda ids: self._record(self.inner.get_for(*ids)), (user_id, account_id)
         )
         return None if found is None else self.get(found)
 

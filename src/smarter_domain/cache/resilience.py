@@ -232,8 +232,8 @@ class ResilientRedisProxy(ProxyBackend):
 
     def invalidate(self, keys: Sequence[str], ack_timeout: float = 0.0) -> bool:
         """Delete, bump generations and publish; with ``ack_timeout``, wait (that long at
-        most) until every subscribed process has dropped the keys. False: Redis could not be
-        reached, and the keys are kept to be replayed when it can."""
+        most) until every subscribed process has dropped the keys. Returns whether that was
+        confirmed; when Redis cannot be reached the keys are kept, to be replayed."""
         keys = list(keys)
         if not keys:
             return True
@@ -243,10 +243,10 @@ class ResilientRedisProxy(ProxyBackend):
             self._remember(keys)
             return False
         if ack and receivers:
-            self._wait_for_acks(ack, receivers, ack_timeout)
+            return self._wait_for_acks(ack, receivers, ack_timeout)
         return True
 
-    def _wait_for_acks(self, ack: str, expected: int, timeout: float) -> None:
+    def _wait_for_acks(self, ack: str, expected: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         received = 0
 
@@ -261,6 +261,8 @@ class ResilientRedisProxy(ProxyBackend):
         if received < expected:
             self.stats.add("ack_timeouts")
             log.debug("%d of %d processes acknowledged an invalidation", received, expected)
+            return False
+        return True
 
     # -- dogpile's backend interface ----------------------------------------------------
 

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from time import monotonic, sleep, time
 from typing import Any
 
 from dogpile.cache import CacheRegion
 from dogpile.cache.api import NO_VALUE
 
 from ..changes import Change
+from .bus import TRUST_WINDOW
 from .keys import CacheKeys
+from .lru import BoundedLRU
 from .resilience import ResilientRedisProxy
 from .stats import CacheStats
 from .stripes import Stripes
@@ -47,7 +50,7 @@ class TieredCache:
         keys: CacheKeys | None = None,
         stats: CacheStats | None = None,
         guard: ResilientRedisProxy | None = None,
-        ack_timeout: float = 0.05,
+        ack_timeout: float = 0.5,
     ) -> None:
         self.memory = memory
         self.redis = redis
@@ -57,15 +60,49 @@ class TieredCache:
         self.ack_timeout = ack_timeout
         self.stripes = Stripes()
         self.listener: Any = None  # an InvalidationListener, attached by the domain
+        # The hit path reads the bounded LRU under the memory region directly (when it is
+        # ours), checking dogpile's creation time against the region's expiration.
+        store = getattr(memory.actual_backend, "_cache", None)
+        self._lru: BoundedLRU | None = store if isinstance(store, BoundedLRU) else None
+        self._recent = self._lru.data if self._lru is not None else None
+        self._ttl = float(memory.expiration_time or 0)
 
     # -- reads ----------------------------------------------------------------------------
 
     def memory_usable(self) -> bool:
         """Without a listener the memory tier cannot hear other processes' invalidations."""
-        return self.listener is None or self.listener.healthy
+        listener = self.listener
+        return listener is None or listener.healthy
+
+    def peek(self, key: str) -> Any:
+        """The memory tier's fresh value for ``key``, or NO_VALUE: the lock-free hit path
+        (the LRU's OrderedDict read inline, dogpile's creation time checked against the
+        region's expiration)."""
+        recent = self._recent
+        listener = self.listener
+        if recent is None or (listener is not None and monotonic() >= listener.trusted_until):
+            return NO_VALUE
+        try:
+            recent.move_to_end(key)
+            cached = recent[key]
+        except KeyError:
+            return NO_VALUE
+        if self._ttl and time() - cached[1]["ct"] >= self._ttl:
+            return NO_VALUE
+        self.stats.memory_hit()
+        return cached[0]
 
     def get_or_load(
         self, key: str, loader: Callable[[], Any], expiration_time: float | None = None
+    ) -> Any:
+        if expiration_time is None:
+            value = self.peek(key)
+            if value is not NO_VALUE:
+                return value
+        return self._get_or_load(key, loader, expiration_time)
+
+    def _get_or_load(
+        self, key: str, loader: Callable[[], Any], expiration_time: float | None
     ) -> Any:
         if not self.memory_usable():
             self.stats.add("memory_bypassed")
@@ -187,7 +224,14 @@ class TieredCache:
         self.stats.add("invalidations", len(keys))
         self.drop_local(keys)
         if self.guard is not None:
-            self.guard.invalidate(keys, self.ack_timeout if self.listener is not None else 0.0)
+            started = monotonic()
+            confirmed = self.guard.invalidate(
+                keys, self.ack_timeout if self.listener is not None else 0.0
+            )
+            if not confirmed and self.listener is not None:
+                # Some process did not confirm: wait until no listener can still trust a
+                # memory tier that missed this invalidation (see bus.TRUST_WINDOW).
+                sleep(max(0.0, started + TRUST_WINDOW - monotonic()))
         elif self.redis is not None:
             self.redis.delete_multi(keys)
 
@@ -206,7 +250,10 @@ class TieredCache:
     def clear_memory(self) -> None:
         """Forget everything in the memory tier (and let no running load fill it)."""
         self.stripes.bump_all()
-        self.memory.invalidate(hard=True)  # type: ignore[no-untyped-call]
+        if self._lru is not None:
+            self._lru.clear()
+        else:
+            self.memory.invalidate(hard=True)  # type: ignore[no-untyped-call]
 
     def listener_gap(self) -> None:
         self.stats.add("listener_gaps")
