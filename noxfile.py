@@ -8,7 +8,7 @@ nox.options.sessions = ["ci"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
-SOURCES = ("src", "tests", "migrations", "noxfile.py")
+SOURCES = ("src", "tests", "migrations", "bench", "noxfile.py")
 
 
 def _lint(session: nox.Session) -> None:
@@ -58,3 +58,11 @@ def stress(session: nox.Session) -> None:
     session.install("-e", ".[test]")
     session.run("bash", "scripts/ensure-servers", external=True)
     session.run("python", "-m", "tests.stress.harness", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Ratios to baselines measured in the same run; exits 1 if a target is missed."""
+    session.install("-e", ".[test]")
+    session.run("bash", "scripts/ensure-servers", external=True)
+    session.run("python", "bench/run.py", *session.posargs)

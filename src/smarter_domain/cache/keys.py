@@ -6,6 +6,7 @@ A write's ``Change`` names every key it makes stale (``keys_for_change``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 from ..changes import Change
@@ -16,8 +17,19 @@ DEFAULT_NAMESPACE = "smarter:v1"
 
 def _part(text: str) -> str:
     """A key component; long or odd strings (lookups may get anything) become a digest."""
-    if len(text) <= 128 and text.isprintable() and not text.startswith("#") and " " not in text:
+    if len(text) > 128:
+        return _digest(text)
+    return _short_part(text)
+
+
+@functools.lru_cache(maxsize=65_536)  # bounded in count, and only short strings enter
+def _short_part(text: str) -> str:
+    if text.isprintable() and not text.startswith("#") and " " not in text:
         return text
+    return _digest(text)
+
+
+def _digest(text: str) -> str:
     return "#" + hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
@@ -32,6 +44,10 @@ class CacheKeys:
         self._profile = f"{ns}:profile:"
         self._profile_for = f"{ns}:profile-for:"
         self._function = f"{ns}:fn:"
+        # The hit path builds these for every lookup: remember the recent ones.
+        self.account = functools.lru_cache(maxsize=65_536)(self.account)  # type: ignore[method-assign]
+        self.user = functools.lru_cache(maxsize=65_536)(self.user)  # type: ignore[method-assign]
+        self.profile = functools.lru_cache(maxsize=65_536)(self.profile)  # type: ignore[method-assign]
 
     def account(self, account_id: int) -> str:
         return f"{self._account}{account_id}"

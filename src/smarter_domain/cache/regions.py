@@ -131,6 +131,7 @@ def secure_redis_region(
         generation_ttl=max(3600, expiration * 2),
         flush_namespace=flush_namespace,
     )
+    proxy.expiration_time = float(expiration)
     region.serializer = codec.dumps
     region.deserializer = deserialize
     region.wrap(proxy)

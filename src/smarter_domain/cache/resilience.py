@@ -19,7 +19,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from dogpile.cache.api import NO_VALUE, CacheMutex, KeyType, SerializedReturnType
+from dogpile.cache.api import (
+    NO_VALUE,
+    CacheMutex,
+    CantDeserializeException,
+    KeyType,
+    SerializedReturnType,
+)
 from dogpile.cache.proxy import ProxyBackend
 from dogpile.cache.region import value_version
 from redis.exceptions import LockError, RedisError
@@ -117,6 +123,7 @@ class ResilientRedisProxy(ProxyBackend):
         self.stats = stats
         self.keys = keys
         self._backend = backend  # the dogpile RedisBackend under any other proxies
+        self.expiration_time = 0.0  # the region's; set by secure_redis_region
         self.origin = origin or uuid.uuid4().hex
         self.generation_ttl = generation_ttl
         self.max_pending = max_pending
@@ -263,6 +270,21 @@ class ResilientRedisProxy(ProxyBackend):
             log.debug("%d of %d processes acknowledged an invalidation", received, expected)
             return False
         return True
+
+    def get_value(self, key: str) -> Any:
+        """The fresh value of ``key`` in Redis, or NO_VALUE (missing, expired, foreign)."""
+        raw = self.get_serialized(key)
+        if raw is NO_VALUE:
+            return NO_VALUE
+        header, _, payload = bytes(raw).partition(b"|")
+        created = json.loads(header)["ct"]
+        if self.expiration_time and time.time() - created > self.expiration_time:
+            return NO_VALUE
+        try:
+            return codec.loads(payload)
+        except CantDeserializeException:
+            self.stats.add("decode_errors")
+            return NO_VALUE
 
     # -- dogpile's backend interface ----------------------------------------------------
 

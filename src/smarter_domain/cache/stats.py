@@ -32,7 +32,12 @@ def _value(counter: itertools.count[int]) -> int:
 
 class CacheStats:
     def __init__(self) -> None:
-        self.reset()
+        self._lock = threading.Lock()
+        self._counters = {name: itertools.count() for name in STAT_NAMES}
+        self._bulk = dict.fromkeys(STAT_NAMES, 0)
+        self._offsets = dict.fromkeys(STAT_NAMES, 0)
+        self.memory_hit = self._counters["memory_hits"].__next__
+        """The hit path's counter, bound once (``reset`` never replaces it)."""
 
     def add(self, name: str, count: int = 1) -> None:
         if count == 1:
@@ -41,13 +46,14 @@ class CacheStats:
             with self._lock:
                 self._bulk[name] += count
 
+    def _totals(self) -> dict[str, int]:
+        return {name: _value(c) + self._bulk[name] for name, c in self._counters.items()}
+
     def snapshot(self) -> dict[str, int]:
         with self._lock:
-            return {name: _value(c) + self._bulk[name] for name, c in self._counters.items()}
+            totals = self._totals()
+            return {name: totals[name] - self._offsets[name] for name in STAT_NAMES}
 
     def reset(self) -> None:
-        self._lock = threading.Lock()
-        self._bulk = dict.fromkeys(STAT_NAMES, 0)
-        self._counters = {name: itertools.count() for name in STAT_NAMES}
-        self.memory_hit = self._counters["memory_hits"].__next__
-        """The hit path's counter, bound once."""
+        with self._lock:
+            self._offsets = self._totals()

@@ -65,6 +65,7 @@ class TieredCache:
         store = getattr(memory.actual_backend, "_cache", None)
         self._lru: BoundedLRU | None = store if isinstance(store, BoundedLRU) else None
         self._recent = self._lru.data if self._lru is not None else None
+        self._hit = self.stats.memory_hit
         self._ttl = float(memory.expiration_time or 0)
 
     # -- reads ----------------------------------------------------------------------------
@@ -89,7 +90,7 @@ class TieredCache:
             return NO_VALUE
         if self._ttl and time() - cached[1]["ct"] >= self._ttl:
             return NO_VALUE
-        self.stats.memory_hit()
+        self._hit()
         return cached[0]
 
     def get_or_load(
@@ -112,6 +113,16 @@ class TieredCache:
             self.stats.add("memory_hits")
             return value
         self.stats.add("memory_misses")
+        if self.guard is not None and expiration_time is None:
+            # A Redis hit needs no lock: one GET, then fill the memory tier if no
+            # invalidation touched the key meanwhile. Only a miss takes dogpile's locks.
+            local = self.stripes.snapshot(key)
+            value = self.guard.get_value(key)
+            if value is not NO_VALUE:
+                self.stats.add("redis_hits")
+                if self.memory_usable() and self.stripes.unchanged(key, local):
+                    self.memory.set(key, value)
+                return value
         fill = _Fill()
         return self.memory.get_or_create(
             key,
@@ -124,6 +135,14 @@ class TieredCache:
         self, key: str, loader: Callable[[], Any], expiration_time: float | None, fill: _Fill
     ) -> Any:
         local = self.stripes.snapshot(key)
+        if self.guard is not None and expiration_time is None:
+            # A Redis hit needs no lock: one GET, then the value. Only a miss takes the
+            # dogpile locks below (and reads Redis once more under them).
+            value = self.guard.get_value(key)
+            if value is not NO_VALUE:
+                self.stats.add("redis_hits")
+                fill.memory_ok = self.memory_usable() and self.stripes.unchanged(key, local)
+                return value
         if self.redis is None:
             self.stats.add("loads")
             value = loader()

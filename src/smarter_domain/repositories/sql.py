@@ -8,6 +8,7 @@ the same statement.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -15,7 +16,7 @@ from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
-from sqlalchemy import Boolean, Select, String, select, true
+from sqlalchemy import Boolean, Select, String, bindparam, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.exc import StaleDataError
@@ -126,10 +127,15 @@ def check_fields(
         raise ValidationError(f"invalid {row_type.__tablename__} fields", errors)
 
 
+_FIELD_NAMES: dict[tuple[type[Any], tuple[str, ...]], tuple[str, ...]] = {}
+
+
 def _values(row: Base, entity_type: type[Any], skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    return {
-        f.name: getattr(row, f.name) for f in dataclass_fields(entity_type) if f.name not in skip
-    }
+    names = _FIELD_NAMES.get((entity_type, skip))
+    if names is None:
+        names = tuple(f.name for f in dataclass_fields(entity_type) if f.name not in skip)
+        _FIELD_NAMES[entity_type, skip] = names
+    return {name: getattr(row, name) for name in names}
 
 
 def account_from_row(row: AccountRow) -> Account:
@@ -168,9 +174,9 @@ class _SqlRepository(Generic[RowT, EntityT]):
         """Deletions the database will cascade to when ``row`` goes."""
         return []
 
-    def _one(self, stmt: Select[RowT]) -> EntityT | None:
+    def _one(self, stmt: Select[RowT], params: dict[str, Any] | None = None) -> EntityT | None:
         with self._scope.reading() as session:
-            row = session.scalars(stmt).unique().one_or_none()
+            row = session.scalars(stmt, params).one_or_none()
             return None if row is None else self._to_entity(row)
 
     def _all(self, stmt: Select[RowT]) -> list[EntityT]:
@@ -183,8 +189,13 @@ class _SqlRepository(Generic[RowT, EntityT]):
             raise self.not_found(f"no {self.row_type.__tablename__} with id {entity_id}")
         return row
 
+    @functools.cached_property
+    def _by_id(self) -> Select[RowT]:
+        """Built once: a hot read should not rebuild (and re-coerce) its statement."""
+        return self._select().where(self.row_type.id == bindparam("id"))
+
     def get(self, entity_id: int) -> EntityT | None:
-        return self._one(self._select().where(self.row_type.id == entity_id))
+        return self._one(self._by_id, {"id": entity_id})
 
     def get_many(self, entity_ids: Sequence[int]) -> dict[int, EntityT]:
         if not entity_ids:
@@ -239,6 +250,15 @@ def _cascade_profiles(session: Session, stmt: Select[UserProfileRow]) -> list[Ch
     return changes
 
 
+_ACCOUNT_BY_NUMBER = select(AccountRow).where(AccountRow.account_number == bindparam("number"))
+_DEFAULT_ACCOUNT = select(AccountRow).where(AccountRow.is_default_account == true())
+_USER_BY_USERNAME = select(UserRow).where(UserRow.username == bindparam("username"))
+_PROFILE_FOR = _profiles_select().where(
+    UserProfileRow.user_id == bindparam("user_id"),
+    UserProfileRow.account_id == bindparam("account_id"),
+)
+
+
 class SqlAccountRepository(_SqlRepository[AccountRow, Account]):
     row_type = AccountRow
     not_found = AccountNotFound
@@ -254,10 +274,10 @@ class SqlAccountRepository(_SqlRepository[AccountRow, Account]):
         )
 
     def get_by_number(self, account_number: str) -> Account | None:
-        return self._one(select(AccountRow).where(AccountRow.account_number == account_number))
+        return self._one(_ACCOUNT_BY_NUMBER, {"number": account_number})
 
     def get_default(self) -> Account | None:
-        return self._one(select(AccountRow).where(AccountRow.is_default_account == true()))
+        return self._one(_DEFAULT_ACCOUNT)
 
     def list_all(self) -> list[Account]:
         return self._all(select(AccountRow).order_by(AccountRow.id))
@@ -298,7 +318,7 @@ class SqlUserRepository(_SqlRepository[UserRow, User]):
         )
 
     def get_by_username(self, username: str) -> User | None:
-        return self._one(select(UserRow).where(UserRow.username == username))
+        return self._one(_USER_BY_USERNAME, {"username": username})
 
     def list_for_account(self, account_id: int) -> list[User]:
         return self._all(
@@ -338,11 +358,7 @@ class SqlUserProfileRepository(_SqlRepository[UserProfileRow, UserProfile]):
         return profile_from_row(row)
 
     def get_for(self, user_id: int, account_id: int) -> UserProfile | None:
-        return self._one(
-            self._select().where(
-                UserProfileRow.user_id == user_id, UserProfileRow.account_id == account_id
-            )
-        )
+        return self._one(_PROFILE_FOR, {"user_id": user_id, "account_id": account_id})
 
     def list_for_account(self, account_id: int) -> list[UserProfile]:
         return self._all(

@@ -1,0 +1,359 @@
+"""Benchmarks: every figure is a ratio to a baseline measured in the same process and run.
+
+    nox -s bench            (or: python bench/run.py)
+
+Starts PostgreSQL and Redis on loopback, prints a table, writes bench/results.json and
+bench/results.md, and exits 1 if a target is missed. Each timing is the mean of a batch of
+calls; a figure reports min / median / max over several batches, and ratios use medians.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+from dogpile.cache import make_region
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+import smarter_domain as sd
+from smarter_domain.cache import codec
+from smarter_domain.orm import UserRow
+from smarter_domain.repositories.sql import user_from_row
+from smarter_domain.testing import PostgresServer, RedisServer
+
+HERE = Path(__file__).resolve().parent
+BATCHES = 7
+
+
+def timed(
+    call: Callable[[], Any], per_batch: int, before: Callable[[], Any] | None = None
+) -> dict[str, float]:
+    """Mean ns per call of each batch (``before`` runs untimed before each call)."""
+    for _ in range(min(per_batch, 200)):
+        if before:
+            before()
+        call()
+    means = []
+    for _ in range(BATCHES):
+        total = 0
+        for _ in range(per_batch):
+            if before:
+                before()
+            start = time.perf_counter_ns()
+            call()
+            total += time.perf_counter_ns() - start
+        means.append(total / per_batch)
+    return {"min": min(means), "median": statistics.median(means), "max": max(means)}
+
+
+class Bench:
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def ratio(
+        self,
+        figure: str,
+        ours: dict[str, float],
+        base: dict[str, float],
+        baseline: str,
+        target: str,
+        ok: bool | None,
+        ratio: float,
+        note: str = "",
+    ) -> None:
+        self.rows.append(
+            {
+                "figure": figure,
+                "ours_ns": ours,
+                "baseline": baseline,
+                "baseline_ns": base,
+                "ratio": round(ratio, 2),
+                "target": target,
+                "met": ok,
+                "note": note,
+            }
+        )
+
+    def fact(self, figure: str, value: str, target: str, ok: bool | None, note: str = "") -> None:
+        self.rows.append(
+            {"figure": figure, "value": value, "target": target, "met": ok, "note": note}
+        )
+
+
+def fmt(t: dict[str, float]) -> str:
+    return f"{t['min'] / 1000:.2f} / {t['median'] / 1000:.2f} / {t['max'] / 1000:.2f} µs"
+
+
+def seed(domain: sd.Domain, members: int) -> sd.Account:
+    admin = domain.bootstrap()
+    account = domain.accounts.add(name="bench", account_number="5555-5555-5555")
+    with domain.unit_of_work() as uow:
+        for n in range(members):
+            user = uow.users.add(username=f"member{n}")
+            uow.profiles.add(user_id=user.id, account_id=account.id)
+        uow.commit()
+    assert admin
+    return account
+
+
+def hit_rows(bench: Bench, domain: sd.Domain) -> None:
+    sd.set_domain(domain)
+    sd.get_cached_user_for_username("admin")
+    ours = timed(lambda: sd.get_cached_user_for_username("admin"), 20_000)
+
+    region = make_region().configure("dogpile.cache.memory", expiration_time=600)
+
+    @region.cache_on_arguments()
+    def stock(username: str) -> Any:
+        return domain.users.inner.get_by_username(username)
+
+    @functools.lru_cache(maxsize=10_000)
+    def plain(username: str) -> Any:
+        return domain.users.inner.get_by_username(username)
+
+    stock("admin")
+    plain("admin")
+    dogpile = timed(lambda: stock("admin"), 20_000)
+    lru = timed(lambda: plain("admin"), 20_000)
+    speedup = dogpile["median"] / ours["median"]
+    bench.ratio(
+        "memory-tier hit of get_cached_user_for_username",
+        ours,
+        dogpile,
+        "dogpile cache_on_arguments hit (memory region)",
+        ">= 5x faster",
+        speedup >= 5,
+        speedup,
+        "ratio = baseline / ours",
+    )
+    bench.ratio(
+        "memory-tier hit",
+        ours,
+        lru,
+        "functools.lru_cache hit",
+        "report",
+        None,
+        ours["median"] / lru["median"],
+        "ratio = ours / baseline",
+    )
+
+
+def redis_hit_row(bench: Bench, domain: sd.Domain, redis_url: str) -> None:
+    user = domain.users.get_by_username("admin")
+    assert user is not None
+    key = domain.cache.keys.user(user.id)
+    domain.users.get(user.id)
+    raw_client = redis.Redis.from_url(redis_url)
+    payload = raw_client.get(key)
+    assert payload is not None
+
+    def raw() -> Any:
+        value = raw_client.get(key)
+        return codec.loads(value.partition(b"|")[2])
+
+    ours = timed(lambda: domain.users.get(user.id), 2_000, before=domain.cache.clear_memory)
+    base = timed(raw, 2_000)
+    ratio = ours["median"] / base["median"]
+    bench.ratio(
+        "Redis-tier hit (memory tier cold)",
+        ours,
+        base,
+        "raw redis-py GET + decode of the same payload",
+        "<= 1.3x",
+        ratio <= 1.3,
+        ratio,
+    )
+    raw_client.close()
+
+
+def miss_row(bench: Bench, domain: sd.Domain, label: str) -> None:
+    user = domain.users.inner.get_by_username("admin")
+    assert user is not None
+    key = domain.cache.keys.user_by_username("admin")
+    entity_key = domain.cache.keys.user(user.id)
+
+    def forget() -> None:
+        domain.cache.drop_local([key, entity_key])
+
+    stmt = select(UserRow).where(UserRow.username == "admin")
+
+    def raw() -> Any:
+        with Session(domain.engine) as session:
+            row = session.scalars(stmt).one_or_none()
+            return user_from_row(row) if row is not None else None
+
+    ours = timed(lambda: domain.users.get_by_username("admin"), 500, before=forget)
+    base = timed(lambda: (raw(), raw()), 500)  # the miss runs two queries: username, entity
+    ratio = ours["median"] / base["median"]
+    bench.ratio(
+        f"database miss path ({label}, memory tier)",
+        ours,
+        base,
+        "the raw SQLAlchemy queries it runs (2: by username, by id)",
+        "<= 1.3x",
+        ratio <= 1.3,
+        ratio,
+    )
+
+
+def list_row(bench: Bench, domain: sd.Domain, account: sd.Account, redis_url: str) -> None:
+    utils = domain.utils
+    cached = lambda: utils.get_users_for_account(account)  # noqa: E731
+    assert len(cached()) == 1000
+    ours = timed(cached, 200)
+    uncached = timed(lambda: domain.users.inner.list_for_account(account.id), 20)
+    client = redis.Redis.from_url(redis_url)
+    domain.cache.clear_memory()
+    client.config_resetstat()
+    cached()
+    stats = client.info("commandstats")
+    trips = sum(v["calls"] for k, v in stats.items() if "config" not in k and "info" not in k)
+    client.close()
+    bench.ratio(
+        "get_users_for_account, 1,000 members, cached",
+        ours,
+        uncached,
+        "the same, uncached (SQL)",
+        "report",
+        None,
+        uncached["median"] / ours["median"],
+        "ratio = baseline / ours",
+    )
+    bench.fact("  Redis round trips, memory tier cold", str(trips), "<= 2", trips <= 2)
+
+
+def stampede_row(bench: Bench, database_url: str, redis_url: str) -> None:
+    worker = HERE.parent / "tests" / "helpers" / "stampede_worker.py"
+    client = redis.Redis.from_url(redis_url)
+    client.delete("stampede:loads", "smarter:v1:stampede")
+    start_at = time.time() + 2.0
+    processes = [
+        subprocess.Popen(
+            [sys.executable, str(worker), database_url, redis_url, "32", str(start_at)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(4)
+    ]
+    for p in processes:
+        p.communicate(timeout=120)
+    loads = int(client.get("stampede:loads") or 0)
+    client.close()
+    bench.fact(
+        "32 threads x 4 processes, cold miss on one key",
+        f"{loads} database load(s)",
+        "exactly 1",
+        loads == 1 and all(p.returncode == 0 for p in processes),
+    )
+
+
+LISTENER = """
+import json, sys, time, smarter_domain as sd
+d = sd.Domain(sys.argv[1], sys.argv[2])
+print("ready", flush=True)
+time.sleep(float(sys.argv[3]))
+print(json.dumps(list(d.cache.listener.latencies_ms)), flush=True)
+d.close()
+"""
+
+
+def propagation_row(bench: Bench, domain: sd.Domain, database_url: str, redis_url: str) -> None:
+    other = subprocess.Popen(
+        [sys.executable, "-c", LISTENER, database_url, redis_url, "4"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert other.stdout is not None
+    assert other.stdout.readline().strip() == "ready"
+    for n in range(1000):
+        domain.cache.invalidate([f"{domain.cache.keys.namespace}:bench:{n}"])
+        time.sleep(0.001)
+    samples = sorted(json.loads(other.stdout.readline()))
+    other.wait(30)
+    p50 = statistics.median(samples)
+    p99 = samples[int(len(samples) * 0.99) - 1]
+    bench.fact(
+        "invalidation propagation to another process",
+        f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {samples[-1]:.2f} ms ({len(samples)} messages)",
+        "p99 < 5 ms",
+        p99 < 5,
+    )
+
+
+def main() -> int:
+    started = time.monotonic()
+    bench = Bench()
+    with (
+        PostgresServer() as postgres,
+        RedisServer() as redis_server,
+        tempfile.TemporaryDirectory() as folder,
+    ):
+        sqlite_url = f"sqlite:///{folder}/bench.db"
+        postgres_url = postgres.create_database("bench")
+        for url in (sqlite_url, postgres_url):
+            with sd.Domain(url) as setup:
+                setup.migrate()
+        with sd.Domain(sqlite_url) as memory_domain:
+            account = seed(memory_domain, 1000)
+            hit_rows(bench, memory_domain)
+            miss_row(bench, memory_domain, "SQLite")
+        with sd.Domain(postgres_url) as pg_memory:
+            seed(pg_memory, 1000)
+            miss_row(bench, pg_memory, "PostgreSQL")
+        with sd.Domain(postgres_url, redis_server.url) as full:
+            redis_hit_row(bench, full, redis_server.url)
+            list_row(
+                bench,
+                full,
+                full.accounts.get_by_number("5555-5555-5555") or account,
+                redis_server.url,
+            )
+            propagation_row(bench, full, postgres_url, redis_server.url)
+        stampede_row(bench, postgres_url, redis_server.url)
+    machine = (
+        f"{platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, {platform.system()}"
+    )
+    report(bench, machine, time.monotonic() - started)
+    return 0 if all(row["met"] is not False for row in bench.rows) else 1
+
+
+def report(bench: Bench, machine: str, seconds: float) -> None:
+    lines = [
+        "| figure | ours (min / median / max) | baseline | baseline (min / median / max) "
+        "| ratio | target | met |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in bench.rows:
+        met = {True: "yes", False: "**NO**", None: "-"}[row["met"]]
+        if "value" in row:
+            lines.append(f"| {row['figure']} | {row['value']} | | | | {row['target']} | {met} |")
+        else:
+            lines.append(
+                f"| {row['figure']} | {fmt(row['ours_ns'])} | {row['baseline']} | "
+                f"{fmt(row['baseline_ns'])} | {row['ratio']}x ({row['note'] or 'ours / baseline'}) "
+                f"| {row['target']} | {met} |"
+            )
+    table = "\n".join(lines)
+    footer = f"\nMachine: {machine}. Run time {seconds:.0f} s."
+    print(table + footer)
+    (HERE / "results.md").write_text(table + footer + "\n")
+    (HERE / "results.json").write_text(
+        json.dumps({"machine": machine, "seconds": seconds, "rows": bench.rows}, indent=2)
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
