@@ -32,6 +32,18 @@ from .stripes import Stripes
 log = logging.getLogger(__name__)
 
 
+def _split(keys: Sequence[str], values: Sequence[Any]) -> tuple[dict[str, Any], list[str]]:
+    """A multi-get's answer: the values found, and the keys that were not."""
+    found: dict[str, Any] = {}
+    missing: list[str] = []
+    for key, value in zip(keys, values, strict=True):
+        if value is NO_VALUE:
+            missing.append(key)
+        else:
+            found[key] = value
+    return found, missing
+
+
 class _Fill:
     """What one miss learned about whether its value may be cached."""
 
@@ -182,13 +194,8 @@ class TieredCache:
         missing = list(keys)
         use_memory = self.memory_usable()
         if use_memory:
-            missing = []
             in_memory = self.memory.get_multi(keys)  # type: ignore[no-untyped-call]
-            for key, value in zip(keys, in_memory, strict=True):
-                if value is NO_VALUE:
-                    missing.append(key)
-                else:
-                    found[key] = value
+            found, missing = _split(keys, in_memory)
             self.stats.add("memory_hits", len(found))
             if not missing:
                 return found
@@ -197,14 +204,8 @@ class TieredCache:
             self.stats.add("memory_bypassed", len(missing))
         local = {key: self.stripes.snapshot(key) for key in missing}
         if self.redis is not None:
-            from_redis: dict[str, Any] = {}
-            still_missing: list[str] = []
             in_redis = self.redis.get_multi(missing)  # type: ignore[no-untyped-call]
-            for key, value in zip(missing, in_redis, strict=True):
-                if value is NO_VALUE:
-                    still_missing.append(key)
-                else:
-                    from_redis[key] = value
+            from_redis, still_missing = _split(missing, in_redis)
             self.stats.add("redis_hits", len(from_redis))
             self._fill_memory(from_redis, local)
             found.update(from_redis)
