@@ -120,10 +120,11 @@ class TieredCache:
         if not self.memory_usable():
             self.stats.add("memory_bypassed")
             return self._second_tier(key, loader, expiration_time, _Fill())
-        value = self.memory.get(key, expiration_time=expiration_time)
-        if value is not NO_VALUE:
-            self.stats.add("memory_hits")
-            return value
+        if self._lru is None or expiration_time is not None:  # else peek() just looked
+            value = self.memory.get(key, expiration_time=expiration_time)
+            if value is not NO_VALUE:
+                self.stats.add("memory_hits")
+                return value
         self.stats.add("memory_misses")
         if self.guard is not None and expiration_time is None:
             # A Redis hit needs no lock: one GET, then fill the memory tier if no
@@ -147,14 +148,6 @@ class TieredCache:
         self, key: str, loader: Callable[[], Any], expiration_time: float | None, fill: _Fill
     ) -> Any:
         local = self.stripes.snapshot(key)
-        if self.guard is not None and expiration_time is None:
-            # A Redis hit needs no lock: one GET, then the value. Only a miss takes the
-            # dogpile locks below (and reads Redis once more under them).
-            value = self.guard.get_value(key)
-            if value is not NO_VALUE:
-                self.stats.add("redis_hits")
-                fill.memory_ok = self.memory_usable() and self.stripes.unchanged(key, local)
-                return value
         if self.redis is None:
             self.stats.add("loads")
             value = loader()
