@@ -14,6 +14,8 @@ import smarter_domain as sd
 from smarter_domain import AccountBroker, Domain, UserBroker, UserProfileBroker, cache_invalidate
 from smarter_domain.testing import AccountFactory, UserFactory, UserProfileFactory
 
+from .builders import user_manifest
+
 
 def account_manifest(name: str = "acme", **config: Any) -> dict[str, Any]:
     return {
@@ -21,20 +23,6 @@ def account_manifest(name: str = "acme", **config: Any) -> dict[str, Any]:
         "kind": "Account",
         "metadata": {"name": name, "description": f"{name} corp"},
         "spec": {"config": {"companyName": f"{name.title()} Corp", "country": "US", **config}},
-    }
-
-
-def user_manifest(
-    username: str, account_number: str | None = None, **config: Any
-) -> dict[str, Any]:
-    spec: dict[str, Any] = {"config": {"email": f"{username}@example.com", **config}}
-    if account_number:
-        spec["accountNumber"] = account_number
-    return {
-        "apiVersion": "smarter.sh/v1",
-        "kind": "User",
-        "metadata": {"name": username, "username": username},
-        "spec": spec,
     }
 
 

@@ -19,19 +19,7 @@ from smarter_domain import AccountBroker, Domain, UserBroker, UserProfileBroker,
 from smarter_domain.cache import codec
 from smarter_domain.testing import AccountFactory, UserFactory, UserProfileFactory
 
-
-def user_manifest(
-    username: str, account_number: str | None = None, **config: Any
-) -> dict[str, Any]:
-    spec: dict[str, Any] = {"config": config}
-    if account_number:
-        spec["accountNumber"] = account_number
-    return {
-        "apiVersion": "smarter.sh/v1",
-        "kind": "User",
-        "metadata": {"name": username, "username": username},
-        "spec": spec,
-    }
+from .builders import user_manifest
 
 
 @pytest.fixture
