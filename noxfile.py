@@ -66,3 +66,10 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".[test]")
     session.run("bash", "scripts/ensure-servers", external=True)
     session.run("python", "bench/run.py", *session.posargs)
+
+
+@nox.session
+def profile(session: nox.Session) -> None:
+    """pyinstrument call trees of the hot paths (what the bench figures were chased with)."""
+    session.install("-e", ".[test]", "pyinstrument")
+    session.run("python", "bench/profile.py", *session.posargs)

@@ -4,7 +4,9 @@
 
 Starts PostgreSQL and Redis on loopback, prints a table, writes bench/results.json and
 bench/results.md, and exits 1 if a target is missed. Each timing is the mean of a batch of
-calls; a figure reports min / median / max over several batches, and ratios use medians.
+calls; a figure reports min / median / max over several batches. Our path and its baseline
+run in alternating batches, and a ratio is the median of the per-round ratios: a burst of
+load from a neighbour on this shared machine then falls on both sides of it.
 """
 
 from __future__ import annotations
@@ -34,28 +36,54 @@ from smarter_domain.repositories.sql import user_from_row
 from smarter_domain.testing import PostgresServer, RedisServer
 
 HERE = Path(__file__).resolve().parent
-BATCHES = 7
+BATCHES = 9
+
+
+Timing = dict[str, float]
+
+
+def _batch(call: Callable[[], Any], per_batch: int, before: Callable[[], Any] | None) -> float:
+    """Mean ns per call over one batch (``before`` runs untimed before each call)."""
+    total = 0
+    for _ in range(per_batch):
+        if before:
+            before()
+        start = time.perf_counter_ns()
+        call()
+        total += time.perf_counter_ns() - start
+    return total / per_batch
+
+
+def _summary(means: list[float]) -> Timing:
+    return {"min": min(means), "median": statistics.median(means), "max": max(means)}
 
 
 def timed(
     call: Callable[[], Any], per_batch: int, before: Callable[[], Any] | None = None
-) -> dict[str, float]:
-    """Mean ns per call of each batch (``before`` runs untimed before each call)."""
-    for _ in range(min(per_batch, 200)):
-        if before:
-            before()
-        call()
-    means = []
-    for _ in range(BATCHES):
-        total = 0
-        for _ in range(per_batch):
-            if before:
-                before()
-            start = time.perf_counter_ns()
-            call()
-            total += time.perf_counter_ns() - start
-        means.append(total / per_batch)
-    return {"min": min(means), "median": statistics.median(means), "max": max(means)}
+) -> Timing:
+    """min / median / max of the batch means, after a warm-up."""
+    _batch(call, min(per_batch, 200), before)
+    return _summary([_batch(call, per_batch, before) for _ in range(BATCHES)])
+
+
+def paired(
+    ours: Callable[[], Any],
+    baseline: Callable[[], Any],
+    per_batch: int,
+    before: Callable[[], Any] | None = None,
+    rounds: int = BATCHES,
+) -> tuple[Timing, Timing, float]:
+    """Both timed in alternating batches, so a shift in the machine's load (these machines
+    are shared) falls on both sides alike; the ratio (ours / baseline) is the median of the
+    rounds' ratios. ``before`` applies to ``ours``."""
+    _batch(ours, min(per_batch, 200), before)
+    _batch(baseline, min(per_batch, 200), None)
+    ours_means, baseline_means = [], []
+    for _ in range(rounds):
+        ours_means.append(_batch(ours, per_batch, before))
+        baseline_means.append(_batch(baseline, per_batch, None))
+    ratios = [o / b for o, b in zip(ours_means, baseline_means, strict=True)]
+    return _summary(ours_means), _summary(baseline_means), statistics.median(ratios)
 
 
 class Bench:
@@ -111,7 +139,7 @@ def seed(domain: sd.Domain, members: int) -> sd.Account:
 def hit_rows(bench: Bench, domain: sd.Domain) -> None:
     sd.set_domain(domain)
     sd.get_cached_user_for_username("admin")
-    ours = timed(lambda: sd.get_cached_user_for_username("admin"), 20_000)
+    hit = lambda: sd.get_cached_user_for_username("admin")  # noqa: E731
 
     region = make_region().configure("dogpile.cache.memory", expiration_time=600)
 
@@ -125,9 +153,9 @@ def hit_rows(bench: Bench, domain: sd.Domain) -> None:
 
     stock("admin")
     plain("admin")
-    dogpile = timed(lambda: stock("admin"), 20_000)
-    lru = timed(lambda: plain("admin"), 20_000)
-    speedup = dogpile["median"] / ours["median"]
+    ours, dogpile, slower = paired(hit, lambda: stock("admin"), 20_000)
+    ours_again, lru, lru_ratio = paired(hit, lambda: plain("admin"), 20_000)
+    speedup = 1 / slower
     bench.ratio(
         "memory-tier hit of get_cached_user_for_username",
         ours,
@@ -140,12 +168,12 @@ def hit_rows(bench: Bench, domain: sd.Domain) -> None:
     )
     bench.ratio(
         "memory-tier hit",
-        ours,
+        ours_again,
         lru,
         "functools.lru_cache hit",
         "report",
         None,
-        ours["median"] / lru["median"],
+        lru_ratio,
         "ratio = ours / baseline",
     )
 
@@ -163,9 +191,9 @@ def redis_hit_row(bench: Bench, domain: sd.Domain, redis_url: str) -> None:
         value = raw_client.get(key)
         return codec.loads(value.partition(b"|")[2])
 
-    ours = timed(lambda: domain.users.get(user.id), 2_000, before=domain.cache.clear_memory)
-    base = timed(raw, 2_000)
-    ratio = ours["median"] / base["median"]
+    ours, base, ratio = paired(
+        lambda: domain.users.get(user.id), raw, 500, before=domain.cache.clear_memory, rounds=25
+    )
     bench.ratio(
         "Redis-tier hit (memory tier cold)",
         ours,
@@ -194,9 +222,14 @@ def miss_row(bench: Bench, domain: sd.Domain, label: str) -> None:
             row = session.scalars(stmt).one_or_none()
             return user_from_row(row) if row is not None else None
 
-    ours = timed(lambda: domain.users.get_by_username("admin"), 500, before=forget)
-    base = timed(lambda: (raw(), raw()), 500)  # the miss runs two queries: username, entity
-    ratio = ours["median"] / base["median"]
+    # The miss runs two queries: by username, then the entity by id.
+    ours, base, ratio = paired(
+        lambda: domain.users.get_by_username("admin"),
+        lambda: (raw(), raw()),
+        100,
+        before=forget,
+        rounds=25,
+    )
     bench.ratio(
         f"database miss path ({label}, memory tier)",
         ours,

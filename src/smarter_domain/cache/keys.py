@@ -48,6 +48,7 @@ class CacheKeys:
         self.account = functools.lru_cache(maxsize=65_536)(self.account)  # type: ignore[method-assign]
         self.user = functools.lru_cache(maxsize=65_536)(self.user)  # type: ignore[method-assign]
         self.profile = functools.lru_cache(maxsize=65_536)(self.profile)  # type: ignore[method-assign]
+        self._short_username = functools.lru_cache(maxsize=65_536)(self._short_username)  # type: ignore[method-assign]
 
     def account(self, account_id: int) -> str:
         return f"{self._account}{account_id}"
@@ -65,7 +66,12 @@ class CacheKeys:
         return f"{self._user}{user_id}"
 
     def user_by_username(self, username: str) -> str:
-        return self._username + _part(username)
+        if len(username) > 128:  # only short strings enter the memo
+            return self._username + _digest(username)
+        return self._short_username(username)
+
+    def _short_username(self, username: str) -> str:
+        return self._username + _short_part(username)
 
     def users_of_account(self, account_id: int) -> str:
         return f"{self._account}{account_id}:users"

@@ -35,12 +35,19 @@ K = TypeVar("K")
 
 
 class _EntityCache(Generic[E]):
-    """Entries of one entity type: ``key(id) -> entity | None``."""
+    """Entries of one entity type: ``key(id) -> entity | None``, loaded by ``load(id)``."""
 
-    def __init__(self, cache: TieredCache, kind: type[E], key: Callable[[int], str]) -> None:
+    def __init__(
+        self,
+        cache: TieredCache,
+        kind: type[E],
+        key: Callable[[int], str],
+        load: Callable[[int], E | None],
+    ) -> None:
         self.cache = cache
         self.kind: type[E] = kind
         self.key = key
+        self.load: Callable[[int], E | None] = load
 
     def _checked(self, key: str, value: Any) -> Any:
         if value is None or isinstance(value, self.kind):
@@ -49,9 +56,10 @@ class _EntityCache(Generic[E]):
         self.cache.invalidate([key])
         return _WRONG_TYPE
 
-    def get(self, entity_id: int, load: Callable[[int], E | None]) -> E | None:
+    def get(self, entity_id: int) -> E | None:
         key = self.key(entity_id)
         value = self.cache.peek(key)  # the hit path: no closure is built
+        load = self.load
         if value is NO_VALUE:
             value = self.cache.get_or_load(key, lambda: load(entity_id))
         if value is None or type(value) is self.kind:
@@ -92,6 +100,24 @@ class _EntityCache(Generic[E]):
         value = self.cache.get_or_load(key, load_id)
         return value if value is None or type(value) is int else self._bad_id(key, load_id)
 
+    def lookup(
+        self, key_of: Callable[[K], str], load: Callable[[K], E | None]
+    ) -> Callable[[K], E | None]:
+        """A secondary lookup (by username, account number, ...) as one function: its key,
+        then one look at the memory tier for the id and the entity both (the hit path, kept
+        to a single frame), else ``id_of`` then ``get``."""
+        peek_through, entity_key, kind = self.cache.peek_through, self.key, self.kind
+
+        def lookup(argument: K) -> E | None:
+            key = key_of(argument)
+            value = peek_through(key, entity_key)
+            if value is None or type(value) is kind:
+                return value
+            found = self.id_of(key, load, argument)
+            return None if found is None else self.get(found)
+
+        return lookup
+
     def ids_of(self, key: str, load: Callable[[], Sequence[E]]) -> list[int]:
         def load_ids() -> list[int]:
             return [e.id for e in load()]
@@ -114,35 +140,35 @@ _WRONG_TYPE = object()
 T = TypeVar("T")
 
 
-def _call(function: Callable[[], T]) -> T:
-    return function()
-
-
 def in_order(ids: Sequence[int], found: Mapping[int, T]) -> list[T]:
     """A cached id list hydrated: its order, without entities deleted meanwhile."""
     return [found[i] for i in ids if i in found]
 
 
 class CachedAccountRepository:
+    get_by_number: Callable[[str], Account | None]
+
     def __init__(self, inner: AccountRepository, cache: TieredCache) -> None:
         self.inner = inner
         self.keys = cache.keys
-        self._entries = _EntityCache(cache, Account, cache.keys.account)
+        self._entries = _EntityCache(
+            cache, Account, cache.keys.account, lambda i: self.inner.get(i)
+        )
+        self.get_by_number = self._entries.lookup(
+            cache.keys.account_by_number, lambda number: self.inner.get_by_number(number)
+        )
+        self._default = self._entries.lookup(
+            lambda _: cache.keys.default_account(), lambda _: self.inner.get_default()
+        )
 
     def get(self, account_id: int) -> Account | None:
-        return self._entries.get(account_id, self.inner.get)
+        return self._entries.get(account_id)
 
     def get_many(self, account_ids: Sequence[int]) -> dict[int, Account]:
         return self._entries.get_many(account_ids, self.inner.get_many)
 
-    def get_by_number(self, account_number: str) -> Account | None:
-        key = self.keys.account_by_number(account_number)
-        found = self._entries.id_of(key, self.inner.get_by_number, account_number)
-        return None if found is None else self.get(found)
-
     def get_default(self) -> Account | None:
-        found = self._entries.id_of(self.keys.default_account(), _call, self.inner.get_default)
-        return None if found is None else self.get(found)
+        return self._default(None)
 
     def list_all(self) -> list[Account]:
         ids = self._entries.ids_of(self.keys.all_accounts(), self.inner.list_all)
@@ -161,21 +187,21 @@ class CachedAccountRepository:
 
 
 class CachedUserRepository:
+    get_by_username: Callable[[str], User | None]
+
     def __init__(self, inner: UserRepository, cache: TieredCache) -> None:
         self.inner = inner
         self.keys = cache.keys
-        self._entries = _EntityCache(cache, User, cache.keys.user)
+        self._entries = _EntityCache(cache, User, cache.keys.user, lambda i: self.inner.get(i))
+        self.get_by_username = self._entries.lookup(
+            cache.keys.user_by_username, lambda username: self.inner.get_by_username(username)
+        )
 
     def get(self, user_id: int) -> User | None:
-        return self._entries.get(user_id, self.inner.get)
+        return self._entries.get(user_id)
 
     def get_many(self, user_ids: Sequence[int]) -> dict[int, User]:
         return self._entries.get_many(user_ids, self.inner.get_many)
-
-    def get_by_username(self, username: str) -> User | None:
-        key = self.keys.user_by_username(username)
-        found = self._entries.id_of(key, self.inner.get_by_username, username)
-        return None if found is None else self.get(found)
 
     def list_for_account(self, account_id: int) -> list[User]:
         key = self.keys.users_of_account(account_id)
@@ -211,7 +237,9 @@ class CachedUserProfileRepository:
         self.keys = cache.keys
         self.users = users
         self.accounts = accounts
-        self._entries = _EntityCache(cache, ProfileRecord, cache.keys.profile)
+        self._entries = _EntityCache(
+            cache, ProfileRecord, cache.keys.profile, lambda i: self._record(self.inner.get(i))
+        )
 
     @staticmethod
     def _record(profile: UserProfile | None) -> ProfileRecord | None:
@@ -231,7 +259,7 @@ class CachedUserProfileRepository:
         ]
 
     def get(self, profile_id: int) -> UserProfile | None:
-        record = self._entries.get(profile_id, lambda i: self._record(self.inner.get(i)))
+        record = self._entries.get(profile_id)
         if record is None:
             return None
         user, account = self.users.get(record.user_id), self.accounts.get(record.account_id)

@@ -1,6 +1,6 @@
 """Two dogpile regions used as one cache: memory first, then Redis, then the loader, filling
-the tiers on the way back. dogpile's per-key lock makes concurrent misses in a process load
-once; the Redis region's distributed lock does the same across processes.
+the tiers on the way back. Concurrent misses of a key in a process load once (``SingleFlight``);
+the Redis region's distributed lock does the same across processes.
 
 Coherence (with the Redis tier's proxy and an invalidation listener):
 - a fill is guarded: it is stored in Redis only if the key's generation did not change while
@@ -26,6 +26,7 @@ from .bus import TRUST_WINDOW
 from .keys import CacheKeys
 from .lru import BoundedLRU
 from .resilience import ResilientRedisProxy
+from .singleflight import SingleFlight
 from .stats import CacheStats
 from .stripes import Stripes
 
@@ -71,6 +72,7 @@ class TieredCache:
         self.guard = guard
         self.ack_timeout = ack_timeout
         self.stripes = Stripes()
+        self.flights = SingleFlight()
         self.listener: Any = None  # an InvalidationListener, attached by the domain
         # The hit path reads the bounded LRU under the memory region directly (when it is
         # ours), checking dogpile's creation time against the region's expiration.
@@ -105,6 +107,37 @@ class TieredCache:
         self._hit()
         return cached[0]
 
+    def peek_through(self, key: str, target: Callable[[int], str]) -> Any:
+        """The entity behind a secondary key, in one look: ``key`` holds an id and
+        ``target(id)`` is the entity's key (the hit path of lookups by username or account
+        number, counted as one memory hit). None when ``key`` holds None; NO_VALUE unless
+        both entries are fresh."""
+        recent = self._recent
+        listener = self.listener
+        if recent is None or (listener is not None and monotonic() >= listener.trusted_until):
+            return NO_VALUE
+        try:
+            ref = recent[key]
+            entity_id = ref[0]
+            if type(entity_id) is int:
+                entity_key = target(entity_id)
+                cached = recent[entity_key]
+                recent.move_to_end(entity_key)
+            elif entity_id is None:
+                cached = ref
+            else:
+                return NO_VALUE
+            recent.move_to_end(key)
+        except KeyError:
+            return NO_VALUE
+        ttl = self._ttl
+        if ttl:
+            now = time()
+            if now - ref[1]["ct"] >= ttl or now - cached[1]["ct"] >= ttl:
+                return NO_VALUE
+        self._hit()
+        return cached[0]
+
     def get_or_load(
         self, key: str, loader: Callable[[], Any], expiration_time: float | None = None
     ) -> Any:
@@ -136,13 +169,17 @@ class TieredCache:
                 if self.memory_usable() and self.stripes.unchanged(key, local):
                     self.memory.set(key, value)
                 return value
+        return self.flights.run(key, lambda: self._load_and_fill(key, loader, expiration_time))
+
+    def _load_and_fill(
+        self, key: str, loader: Callable[[], Any], expiration_time: float | None
+    ) -> tuple[Any, bool]:
+        """One miss, in flight: the next tiers, then the memory tier if still current."""
         fill = _Fill()
-        return self.memory.get_or_create(
-            key,
-            lambda: self._second_tier(key, loader, expiration_time, fill),
-            expiration_time,
-            should_cache_fn=lambda _: fill.memory_ok,
-        )
+        value = self._second_tier(key, loader, expiration_time, fill)
+        if fill.memory_ok:
+            self.memory.set(key, value)
+        return value, fill.memory_ok
 
     def _second_tier(
         self, key: str, loader: Callable[[], Any], expiration_time: float | None, fill: _Fill

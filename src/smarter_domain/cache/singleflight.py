@@ -1,0 +1,56 @@
+"""Concurrent misses of one key in this process share one load: the first caller loads, the
+others wait for it. This is the memory tier's stampede guard; it costs a dict entry and one
+lock per miss, where dogpile's ``Lock`` costs a name registry, a mutex and two backend reads
+(dogpile's distributed lock still guards the Redis tier across processes).
+
+A waiter takes the leader's value only if the leader says it may be shared, i.e. it was
+cached because no invalidation touched the key while it loaded. Otherwise the value may
+predate a write that finished before the waiter arrived, so the waiter loads again.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+
+class _Flight:
+    __slots__ = ("landed", "shared", "value")
+
+    def __init__(self) -> None:
+        self.landed = threading.Lock()
+        self.landed.acquire()
+        self.shared = False
+        self.value: Any = None
+
+
+class SingleFlight:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._flights: dict[str, _Flight] = {}
+
+    def run(self, key: str, load: Callable[[], tuple[Any, bool]]) -> Any:
+        """``load()`` returns ``(value, shareable)``; concurrent callers for ``key`` wait for
+        one ``load`` and return its value when it is shareable, else load themselves."""
+        while True:
+            with self._lock:
+                flight = self._flights.get(key)
+                if flight is None:
+                    flight = self._flights[key] = _Flight()
+                    break
+            with flight.landed:  # wait for the leader
+                pass
+            if flight.shared:
+                return flight.value
+        try:
+            flight.value, flight.shared = load()
+            return flight.value
+        finally:
+            with self._lock:
+                del self._flights[key]
+            flight.landed.release()
+
+    def __len__(self) -> int:
+        """Loads in flight (for tests and diagnostics)."""
+        return len(self._flights)
