@@ -53,6 +53,14 @@ def ci(session: nox.Session) -> None:
 
 
 @nox.session
+def topologies(session: nox.Session) -> None:
+    """Only the Redis Cluster and Sentinel suites (the ci session runs them too)."""
+    session.install("-e", ".[test]")
+    session.run("bash", "scripts/ensure-servers", external=True)
+    session.run("pytest", "-m", "topology", *session.posargs)
+
+
+@nox.session
 def stress(session: nox.Session) -> None:
     """The long coherence run: ``nox -s stress -- --seconds 300 --workers 8 --redis-restarts 3``."""
     session.install("-e", ".[test]")

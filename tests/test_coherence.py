@@ -213,3 +213,28 @@ def test_invalidations_during_an_outage_reach_the_other_process(
     assert other.users.get(user.id) == updated
     other.cache.clear_memory()
     assert other.users.get(user.id) == updated  # and Redis does not hold the old row
+
+
+def test_a_redis_restarted_from_an_older_snapshot_is_flushed(smarter_database_url: str) -> None:
+    """The snapshot predates an invalidation: the entry it brings back must not be served."""
+    import redis as redis_py
+
+    with (
+        RedisServer() as server,
+        Domain(smarter_database_url, server.url, redis_options=FAST_FAIL) as domain,
+    ):
+        user = UserFactory(domain=domain, first_name="v1")
+        key = domain.cache.keys.user(user.id)
+        assert domain.users.get(user.id) == user
+        client = redis_py.Redis.from_url(server.url)
+        client.save()  # dump.rdb holds v1
+        v2 = domain.users.update(user.id, first_name="v2")
+        server.kill()
+        server.start()  # loads dump.rdb: v1 is back
+        assert client.exists(key)
+        client.close()
+        time.sleep(0.5)  # past the circuit breaker's retry_after
+        domain.cache.clear_memory()
+        assert domain.users.get(user.id) == v2
+        assert domain.cache.stats.snapshot()["server_changes"] >= 1
+    server.close()

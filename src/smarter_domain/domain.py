@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self
 
-import redis
 from dogpile.cache import CacheRegion
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,7 +21,6 @@ from .cache.keys import DEFAULT_NAMESPACE, CacheKeys
 from .cache.regions import (
     RedisOptions,
     memory_region,
-    redis_connection_pool,
     redis_region,
     secure_redis_region,
 )
@@ -33,6 +31,7 @@ from .cache.repositories import (
 )
 from .cache.stats import CacheStats
 from .cache.tiered import TieredCache
+from .cache.topology import parse_redis_url
 from .database import create_domain_engine
 from .entities import Entity, UserProfile
 from .errors import ConfigurationError, ConflictError, ValidationError
@@ -87,7 +86,7 @@ class Domain:
         self.session_factory: sessionmaker[Session] = sessionmaker(
             self.engine, expire_on_commit=False
         )
-        self._redis_pool: redis.ConnectionPool | None = None
+        self._redis_clients: list[Any] = []  # the clients this domain made, closed with it
         self._listener: InvalidationListener | None = None
         self.cache = self._build_cache(
             memory_region, redis_region, memory_cache_size, cache_namespace, redis_options
@@ -118,8 +117,9 @@ class Domain:
         options = redis_options or RedisOptions()
         if redis_tier is None:
             assert self.settings.redis_url is not None
-            self._redis_pool = redis_connection_pool(self.settings.redis_url, options)
-            redis_tier, guard = redis_region(self._redis_pool, ttl, stats, keys, options)
+            target = parse_redis_url(self.settings.redis_url)
+            redis_tier, guard = redis_region(target, ttl, stats, keys, options)
+            self._redis_clients.append(guard.client)
         else:
             guard = secure_redis_region(redis_tier, stats, keys, options)
         cache = TieredCache(
@@ -132,8 +132,8 @@ class Domain:
                 guard.deliver_pending()
 
             self._listener = InvalidationListener(
-                self.settings.redis_url,
-                guard.client.connection_pool,
+                parse_redis_url(self.settings.redis_url),
+                guard.client,
                 keys.channel(),
                 guard.origin,
                 drop=cache.drop_local,
@@ -220,8 +220,11 @@ class Domain:
                     "processes may serve those entries until they expire",
                     guard.pending_deletes,
                 )
-        if self._redis_pool is not None:
-            self._redis_pool.disconnect()
+        for client in self._redis_clients:
+            client.close()
+            pool = getattr(client, "connection_pool", None)  # a pool we passed in stays open
+            if pool is not None:
+                pool.disconnect()
 
     def __enter__(self) -> Self:
         return self

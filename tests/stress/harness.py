@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,7 +212,10 @@ def run(
     workers: int = 4,
     redis_restarts: int = 0,
     seed: int = 1,
+    disrupt: Callable[[], None] | None = None,
 ) -> Report:
+    """``redis_restarts`` times, evenly spread: kill Redis and start it again, or, with
+    ``disrupt``, call that instead (a cluster's slot moves)."""
     setup(database_url, workers)
     context = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="smarter-stress-") as folder:
@@ -231,9 +235,12 @@ def run(
             time.sleep(
                 max(0.0, start + seconds * (n + 1) / (redis_restarts + 1) - time.monotonic())
             )
-            redis_server.kill()
-            time.sleep(0.5)
-            redis_server.start()
+            if disrupt is not None:
+                disrupt()
+            else:
+                redis_server.kill()
+                time.sleep(0.5)
+                redis_server.start()
             restarts += 1
         for process in processes:
             process.join(seconds + 120)

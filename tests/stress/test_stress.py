@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from redis.crc import key_slot
 
-from smarter_domain.testing import PostgresServer, RedisServer
+from smarter_domain.cache.keys import CacheKeys
+from smarter_domain.testing import PostgresServer, RedisClusterServers, RedisServer
 
 from .harness import run
 
@@ -30,3 +32,28 @@ def test_short_stress_run(smarter_postgres_server: PostgresServer, own_redis: Re
     assert report.errors == 0, report.examples
     assert report.stale_reads == 0, report.examples
     assert report.redis_restarts == 1
+
+
+@pytest.mark.topology
+@pytest.mark.timeout(180)
+def test_short_stress_run_on_a_cluster(
+    smarter_postgres_server: PostgresServer, smarter_redis_cluster: RedisClusterServers
+) -> None:
+    """The same run on a 3-master Redis Cluster; instead of a restart, live slot moves of
+    the invalidation channel (its listeners resubscribe) and of a few entry slots."""
+    cluster = smarter_redis_cluster
+    cluster.flushall()
+    url = smarter_postgres_server.create_database("stress_cluster")
+    keys = CacheKeys()
+    moved = [keys.channel(), *(keys.user(i) for i in range(1, 6)), keys.account(1)]
+
+    def move_slots() -> None:
+        for key in moved:
+            cluster.move_slot(key_slot(key.encode()), (cluster.owner_of(key) + 1) % 3)
+
+    report = run(url, cluster, seconds=20, workers=4, redis_restarts=1, disrupt=move_slots)
+    print("\n".join(report.lines()))
+    assert report.reads > 1000
+    assert report.writes > 50
+    assert report.errors == 0, report.examples
+    assert report.stale_reads == 0, report.examples

@@ -22,6 +22,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .resilience import REDIS_ERRORS
+from .topology import RedisTarget
 
 log = logging.getLogger("smarter_domain.cache.bus")
 
@@ -35,16 +36,19 @@ DEAD_AFTER = 1.5
 class InvalidationListener:
     def __init__(
         self,
-        url: str,
-        pool: redis.ConnectionPool,
+        target: RedisTarget,
+        ack_client: Any,
         channel: str,
         origin: str,
         drop: Callable[[list[str]], None],
         gap: Callable[[], None],
         tick: Callable[[], None] = lambda: None,
     ) -> None:
-        self._url = url
-        self._ack_client = redis.Redis(connection_pool=pool)
+        self._target = target
+        self._ack_client = ack_client
+        # A cluster uses sharded pub/sub: every listener subscribes on the shard that owns
+        # the channel, so a publish's receiver count covers all of them.
+        self._sharded = target.kind == "cluster"
         self.channel = channel
         self.origin = origin
         self._drop = drop
@@ -97,17 +101,15 @@ class InvalidationListener:
                 backoff = min(backoff * 2, 1.0)
 
     def _listen(self) -> None:
-        client = redis.Redis.from_url(
-            self._url,
-            socket_timeout=2.0,
-            socket_connect_timeout=0.5,
-            retry=Retry(NoBackoff(), 0),
-            client_name="smarter-domain-listener",
-        )
-        pubsub = client.pubsub()  # type: ignore[no-untyped-call]
+        client = self._client()
+        pubsub = client.pubsub()
         try:
-            pubsub.subscribe(self.channel)
-            self._await(pubsub, "subscribe")
+            if self._sharded:
+                pubsub.ssubscribe(self.channel)
+                self._await(pubsub, "ssubscribe")
+            else:
+                pubsub.subscribe(self.channel)
+                self._await(pubsub, "subscribe")
             # Anything published before this subscription may have been missed.
             self._gap()
             was_down = not self._healthy.is_set()
@@ -125,8 +127,10 @@ class InvalidationListener:
                         # Every message published before this ping was sent has been handled.
                         self.trusted_until = pings.popleft() + TRUST_WINDOW
                         last_pong = now
-                    elif message["type"] == "message":
+                    elif message["type"] in ("message", "smessage"):
                         self._handle(message["data"])
+                    elif message["type"] == "sunsubscribe":
+                        raise redis.ConnectionError("the channel's slot moved to another node")
                 self._tick()
                 if now >= next_ping:
                     pings.append(time.monotonic())
@@ -141,6 +145,30 @@ class InvalidationListener:
                 client.close()
             except REDIS_ERRORS:
                 pass
+
+    def _client(self) -> Any:
+        """A new connection for the subscription: to the server, to the master the Sentinels
+        name now, or to the cluster node that owns the channel's slot now."""
+        options: dict[str, Any] = {
+            "socket_timeout": 2.0,
+            "socket_connect_timeout": 0.5,
+            "retry": Retry(NoBackoff(), 0),
+            "client_name": "smarter-domain-listener",
+        }
+        if not self._sharded:
+            return self._target.client(**options)
+        cluster = self._target.cluster(**options)
+        try:
+            node = cluster.get_node_from_key(self.channel)  # type: ignore[no-untyped-call]
+        finally:
+            cluster.close()
+        return redis.Redis(
+            host=node.host,
+            port=node.port,
+            ssl=self._target.ssl,
+            **self._target.credentials(),
+            **options,
+        )
 
     def _await(self, pubsub: Any, kind: str) -> None:
         deadline = time.monotonic() + DEAD_AFTER

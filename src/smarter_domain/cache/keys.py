@@ -11,6 +11,7 @@ import hashlib
 
 from ..changes import Change
 from ..entities import Account, User, UserProfile
+from ..errors import ConfigurationError
 
 DEFAULT_NAMESPACE = "smarter:v1"
 
@@ -24,9 +25,14 @@ def _part(text: str) -> str:
 
 @functools.lru_cache(maxsize=65_536)  # bounded in count, and only short strings enter
 def _short_part(text: str) -> str:
-    if text.isprintable() and not text.startswith("#") and " " not in text:
+    if text.isprintable() and not text.startswith("#") and not _UNSAFE & set(text):
         return text
     return _digest(text)
+
+
+# A space would split a key in logs and tools; a brace would make a Redis Cluster hash tag,
+# and the generation tokens rely on keys having none (``scripts.generation_key``).
+_UNSAFE = frozenset(" {}")
 
 
 def _digest(text: str) -> str:
@@ -35,6 +41,10 @@ def _digest(text: str) -> str:
 
 class CacheKeys:
     def __init__(self, namespace: str = DEFAULT_NAMESPACE) -> None:
+        if not namespace or not namespace.isprintable() or _UNSAFE & set(namespace):
+            raise ConfigurationError(
+                f"cache namespace {namespace!r} must be printable, without spaces or braces"
+            )
         self.namespace = namespace
         ns = namespace
         self._account = f"{ns}:account:"
@@ -89,6 +99,8 @@ class CacheKeys:
         return f"{self._user}{user_id}:profiles"
 
     def function(self, qualified_name: str, arguments: str) -> str:
+        if _UNSAFE & set(arguments):  # JSON of a dict or a string with spaces
+            arguments = _digest(arguments)
         return f"{self._function}{qualified_name}:{arguments}"
 
     def channel(self) -> str:

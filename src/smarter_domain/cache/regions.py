@@ -9,7 +9,7 @@ from typing import Any
 import redis
 from dogpile.cache import CacheRegion, make_region
 from dogpile.cache.api import CantDeserializeException
-from dogpile.cache.backends.redis import RedisBackend
+from dogpile.cache.backends.redis import RedisBackend, RedisClusterBackend
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -18,7 +18,9 @@ from . import codec
 from .keys import CacheKeys
 from .lru import BoundedLRU
 from .resilience import CircuitBreaker, ResilientRedisProxy
+from .restarts import ServerWatch
 from .stats import CacheStats
+from .topology import RedisTarget
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,47 +50,77 @@ def memory_region(
     )
 
 
-def redis_connection_pool(url: str, options: RedisOptions) -> redis.ConnectionPool:
+def redis_connection_pool(
+    url: str, options: RedisOptions, watch: ServerWatch | None = None
+) -> redis.ConnectionPool:
     try:
-        return _pool(url, options)
+        return redis.ConnectionPool.from_url(url, **_connection_options(options, watch))
     except ValueError as exc:
         raise ConfigurationError(f"invalid Redis URL: {exc}") from None
 
 
-def _pool(url: str, options: RedisOptions) -> redis.ConnectionPool:
-    return redis.ConnectionPool.from_url(
-        url,
-        socket_timeout=options.socket_timeout,
-        socket_connect_timeout=options.connect_timeout,
-        retry=Retry(NoBackoff(), 0),
-        max_connections=options.max_connections,
-        health_check_interval=30,
-        client_name="smarter-domain",
-    )
+def _connection_options(options: RedisOptions, watch: ServerWatch | None) -> dict[str, Any]:
+    found: dict[str, Any] = {
+        "socket_timeout": options.socket_timeout,
+        "socket_connect_timeout": options.connect_timeout,
+        "retry": Retry(NoBackoff(), 0),
+        "max_connections": options.max_connections,
+        "client_name": "smarter-domain",
+        "health_check_interval": 30,
+    }
+    if watch is not None:
+        found["redis_connect_func"] = watch.on_connect
+    return found
 
 
 def redis_region(
-    pool: redis.ConnectionPool,
+    target: RedisTarget,
     expiration_time: int,
     stats: CacheStats,
     keys: CacheKeys,
     options: RedisOptions = RedisOptions(),
     name: str = "smarter_domain.redis",
 ) -> tuple[CacheRegion, ResilientRedisProxy]:
-    """dogpile's redis backend on ``pool``, made safe by ``secure_redis_region``."""
+    """dogpile's redis, redis_sentinel or redis_cluster backend for ``target``, made safe by
+    ``secure_redis_region``."""
+    arguments: dict[str, Any] = {
+        # dogpile's metadata decides freshness; Redis's own TTL only reclaims memory.
+        "redis_expiration_time": expiration_time * 2,
+        "distributed_lock": True,
+        "thread_local_lock": False,
+        "lock_timeout": options.lock_timeout,
+        "lock_sleep": options.lock_sleep,
+        "lock_blocking_timeout": options.lock_timeout,
+    }
+    connection = _connection_options(options, None)
+    if target.kind == "cluster":
+        backend = "dogpile.cache.redis_cluster"
+        arguments["startup_nodes"] = target.cluster_nodes()
+        arguments["connection_kwargs"] = target.cluster_options(connection)
+    else:
+        watch = ServerWatch(keys.namespace, stats)
+        if target.kind == "sentinel":
+            backend = "dogpile.cache.redis_sentinel"
+            connection = _connection_options(options, watch)
+            arguments.update(
+                sentinels=list(target.nodes),
+                service_name=target.service_name,
+                db=target.db,
+                username=target.username,
+                password=target.password,
+                socket_timeout=options.socket_timeout,
+                socket_connect_timeout=options.connect_timeout,
+                sentinel_kwargs={
+                    "socket_timeout": options.socket_timeout,
+                    "socket_connect_timeout": options.connect_timeout,
+                },
+                connection_kwargs=target.sentinel_options(connection),
+            )
+        else:
+            backend = "dogpile.cache.redis"
+            arguments["connection_pool"] = redis_connection_pool(target.url, options, watch)
     region = make_region(name=name).configure(
-        "dogpile.cache.redis",
-        expiration_time=expiration_time,
-        arguments={
-            "connection_pool": pool,
-            # dogpile's metadata decides freshness; Redis's own TTL only reclaims memory.
-            "redis_expiration_time": expiration_time * 2,
-            "distributed_lock": True,
-            "thread_local_lock": False,
-            "lock_timeout": options.lock_timeout,
-            "lock_sleep": options.lock_sleep,
-            "lock_blocking_timeout": options.lock_timeout,
-        },
+        backend, expiration_time=expiration_time, arguments=arguments
     )
     return region, secure_redis_region(region, stats, keys, options)
 
@@ -104,6 +136,8 @@ def secure_redis_region(
             f"redis_region must use a dogpile Redis backend, not {type(backend).__name__}"
         )
     client = backend.writer_client
+    # Read the master: a replica may not have an invalidation yet.
+    backend.reader_client = client
 
     def deserialize(payload: bytes) -> Any:
         try:
@@ -130,6 +164,7 @@ def secure_redis_region(
         backend=backend,
         generation_ttl=max(3600, expiration * 2),
         flush_namespace=flush_namespace,
+        clustered=isinstance(backend, RedisClusterBackend),
     )
     proxy.expiration_time = float(expiration)
     region.serializer = codec.dumps

@@ -28,10 +28,12 @@ from dogpile.cache.api import (
 )
 from dogpile.cache.proxy import ProxyBackend
 from dogpile.cache.region import value_version
+from redis.crc import key_slot
 from redis.exceptions import LockError, RedisError
 
 from . import codec, scripts
 from .keys import CacheKeys
+from .scripts import generation_key
 from .stats import CacheStats
 
 log = logging.getLogger("smarter_domain.cache.redis")
@@ -95,17 +97,21 @@ class CircuitBreaker:
 
 @dataclass(frozen=True, slots=True)
 class Generations:
-    """What a loader saw before reading the database: the namespace epoch and, per key, the
-    generation counter. A fill is stored only if both are still the same."""
+    """What a loader saw before reading the database: per key, the generation token. A fill
+    is stored only if its key's token is still the same."""
 
-    epoch: bytes
-    counters: tuple[bytes, ...]
+    tokens: tuple[bytes, ...]
 
 
 class ResilientRedisProxy(ProxyBackend):
     """Wraps dogpile's redis backend (the ``*_serialized`` methods, which byte backends use),
     and adds the coherent operations: generations, guarded fills, invalidations that bump
-    generations and publish the keys."""
+    generations and publish the keys.
+
+    With ``clustered``, every script runs once per hash slot of the keys it is given (a
+    script may only touch one slot), a multi-get is split by slot and pipelined per node,
+    and invalidations go out on sharded pub/sub (``SPUBLISH``), whose receiver count covers
+    every listener (they all subscribe on the shard that owns the channel)."""
 
     def __init__(
         self,
@@ -118,6 +124,7 @@ class ResilientRedisProxy(ProxyBackend):
         generation_ttl: int = 3600,
         max_pending: int = 100_000,
         flush_namespace: Callable[[], None] | None = None,
+        clustered: bool = False,
     ) -> None:
         self.breaker = breaker
         self.stats = stats
@@ -132,6 +139,7 @@ class ResilientRedisProxy(ProxyBackend):
         self._pending_overflow = False
         self._pending_lock = threading.Lock()
         self._scripts: dict[str, Any] = {}
+        self.clustered = clustered
 
     @property
     def pending_deletes(self) -> int:
@@ -195,15 +203,30 @@ class ResilientRedisProxy(ProxyBackend):
 
     # -- coherent operations ------------------------------------------------------------
 
+    def _slots(self, keys: Sequence[str]) -> list[list[int]]:
+        """Positions of ``keys`` grouped by hash slot (a single group unless clustered)."""
+        if not self.clustered:
+            return [list(range(len(keys)))]
+        groups: dict[int, list[int]] = {}
+        for i, key in enumerate(keys):
+            groups.setdefault(key_slot(key.encode()), []).append(i)
+        return list(groups.values())
+
     def generations(self, keys: Sequence[str]) -> Generations | None:
-        """The epoch and generations of ``keys`` (None when Redis cannot be asked)."""
+        """The generation tokens of ``keys`` (None when Redis cannot be asked)."""
 
         def read() -> Generations:
-            epoch_key = f"{self.keys.namespace}:epoch"
-            values = self._script("generations", scripts.GENERATIONS)(
-                keys=[epoch_key, *keys], args=[uuid.uuid4().hex]
-            )
-            return Generations(bytes(values[0]), tuple(bytes(v) for v in values[1:]))
+            tokens = [b""] * len(keys)
+            fresh = uuid.uuid4().hex
+            script = self._script("generations", scripts.GENERATIONS)
+            for group in self._slots(keys):
+                found = script(
+                    keys=[generation_key(keys[i]) for i in group],
+                    args=[fresh, self.generation_ttl],
+                )
+                for i, token in zip(group, found, strict=True):
+                    tokens[i] = bytes(token)
+            return Generations(tuple(tokens))
 
         return self._call(None, read)
 
@@ -215,12 +238,23 @@ class ResilientRedisProxy(ProxyBackend):
         payloads = [metadata + b"|" + codec.dumps(value) for _, value in items]
         ttl = self.backend.redis_expiration_time or self.generation_ttl
 
+        keys = [key for key, _ in items]
+
         def write() -> list[bool]:
-            stored = self._script("fill", scripts.FILL)(
-                keys=[f"{self.keys.namespace}:epoch", *(key for key, _ in items)],
-                args=[generations.epoch, ttl, *generations.counters, *payloads],
-            )
-            return [bool(flag) for flag in stored]
+            stored = [False] * len(items)
+            script = self._script("fill", scripts.FILL)
+            for group in self._slots(keys):
+                flags = script(
+                    keys=[k for i in group for k in (keys[i], generation_key(keys[i]))],
+                    args=[
+                        ttl,
+                        *(generations.tokens[i] for i in group),
+                        *(payloads[i] for i in group),
+                    ],
+                )
+                for i, flag in zip(group, flags, strict=True):
+                    stored[i] = bool(flag)
+            return stored
 
         result = self._call([False] * len(items), write)
         refused = result.count(False)
@@ -232,9 +266,19 @@ class ResilientRedisProxy(ProxyBackend):
         message = b""
         if publish:
             message = json.dumps({"o": self.origin, "t": time.time(), "k": keys, "a": ack}).encode()
-        receivers = self._script("invalidate", scripts.INVALIDATE)(
-            keys=keys, args=[self.generation_ttl, self.keys.channel(), message]
-        )
+        token = uuid.uuid4().hex
+        script = self._script("invalidate", scripts.INVALIDATE)
+        # One server: the script publishes too (one round trip). A cluster: one script per
+        # slot, then one sharded publish.
+        in_script = [self.keys.channel(), message] if publish and not self.clustered else []
+        receivers = 0
+        for group in self._slots(keys):
+            receivers = script(
+                keys=[k for i in group for k in (keys[i], generation_key(keys[i]))],
+                args=[token, self.generation_ttl, *in_script],
+            )
+        if publish and self.clustered:
+            receivers = self.client.spublish(self.keys.channel(), message)
         return int(receivers)
 
     def invalidate(self, keys: Sequence[str], ack_timeout: float = 0.0) -> bool:
@@ -300,7 +344,18 @@ class ResilientRedisProxy(ProxyBackend):
 
     def get_serialized_multi(self, keys: Iterable[KeyType]) -> Sequence[SerializedReturnType]:
         keys = list(keys)
-        values = self._call(None, lambda: self.proxied.get_serialized_multi(keys))
+        if self.clustered:  # MGET per slot, pipelined: one round trip per node
+
+            def read() -> list[Any]:
+                found = self.backend.reader_client.mget_nonatomic(keys)
+                return [NO_VALUE if value is None else value for value in found]
+
+        else:
+
+            def read() -> list[Any]:
+                return list(self.proxied.get_serialized_multi(keys))
+
+        values = self._call(None, read)
         if values is None:
             return [NO_VALUE] * len(keys)
         return [self._checked(value) for value in values]

@@ -1,51 +1,58 @@
 """Lua scripts that make the Redis tier coherent (each runs atomically in Redis).
 
-Every entry key ``k`` has a generation counter ``k#gen``, and the namespace has an epoch (a
-random token that a restarted, empty Redis does not have). An invalidation deletes the entry,
-bumps its generation and publishes the keys. A loader reads the epoch and generations before
-it reads the database, and its fill is stored only if neither changed meanwhile: a reader that
-loaded a row before a writer's commit can never put that row back after the writer's
-invalidation (the lease idea of "Scaling Memcache at Facebook", with counters for tokens).
+Every entry key ``k`` has a generation token under ``{k}#gen`` (``generation_key``): the hash
+tag puts it in ``k``'s Redis Cluster slot, so one script can touch both, and every key a
+script touches is declared in KEYS. An invalidation deletes the entry and gives it a new
+random token. A loader reads the tokens before it reads the database (creating a missing one),
+and its fill is stored only if the token is still the one it read: a reader that loaded a row
+before a writer's commit can never put that row back after the writer's invalidation (the
+lease idea of "Scaling Memcache at Facebook", with random tokens). A restarted, empty Redis
+has no tokens, and a missing token never matches, so a load that straddles a restart is not
+stored either.
 """
 
 from __future__ import annotations
 
-GENERATION_SUFFIX = "#gen"
+
+def generation_key(key: str) -> str:
+    """The generation token of ``key``, in ``key``'s hash slot. (Cache keys never contain
+    braces: ``CacheKeys`` digests any part that has one.)"""
+    return "{" + key + "}#gen"
+
 
 INVALIDATE = """
-for _, key in ipairs(KEYS) do
-  redis.call('DEL', key)
-  local generation = key .. '#gen'
-  redis.call('INCR', generation)
-  redis.call('EXPIRE', generation, ARGV[1])
+-- KEYS: entry1, token1, entry2, token2, ...  ARGV: new token, token ttl, [channel, message]
+for i = 1, #KEYS, 2 do
+  redis.call('DEL', KEYS[i])
+  redis.call('SET', KEYS[i + 1], ARGV[1], 'EX', ARGV[2])
 end
-if ARGV[3] ~= '' then
-  return redis.call('PUBLISH', ARGV[2], ARGV[3])
+if ARGV[3] and ARGV[3] ~= '' then
+  return redis.call('PUBLISH', ARGV[3], ARGV[4])
 end
 return 0
 """
 
 GENERATIONS = """
-local epoch = redis.call('GET', KEYS[1])
-if not epoch then
-  redis.call('SET', KEYS[1], ARGV[1])
-  epoch = ARGV[1]
-end
-local result = {epoch}
-for i = 2, #KEYS do
-  result[i] = redis.call('GET', KEYS[i] .. '#gen') or '0'
+-- KEYS: token1, token2, ...  ARGV: a fresh token for the missing ones, token ttl
+local result = {}
+for i, key in ipairs(KEYS) do
+  local token = redis.call('GET', key)
+  if not token then
+    redis.call('SET', key, ARGV[1], 'EX', ARGV[2])
+    token = ARGV[1]
+  end
+  result[i] = token
 end
 return result
 """
 
 FILL = """
-local n = #KEYS - 1
+-- KEYS: entry1, token1, ...  ARGV: entry ttl, expected token 1..n, payload 1..n
+local n = #KEYS / 2
 local stored = {}
-local same_epoch = redis.call('GET', KEYS[1]) == ARGV[1]
 for i = 1, n do
-  local key = KEYS[i + 1]
-  if same_epoch and (redis.call('GET', key .. '#gen') or '0') == ARGV[2 + i] then
-    redis.call('SET', key, ARGV[2 + n + i], 'EX', ARGV[2])
+  if redis.call('GET', KEYS[2 * i]) == ARGV[1 + i] then
+    redis.call('SET', KEYS[2 * i - 1], ARGV[1 + n + i], 'EX', ARGV[1])
     stored[i] = 1
   else
     stored[i] = 0

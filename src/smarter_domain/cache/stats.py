@@ -22,6 +22,7 @@ STAT_NAMES = (
     "memory_bypassed",
     "ack_timeouts",
     "listener_gaps",
+    "server_changes",
 )
 
 

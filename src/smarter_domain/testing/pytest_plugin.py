@@ -22,7 +22,12 @@ from sqlalchemy import create_engine, text
 from ..domain import Domain, set_domain
 from ..migrations import upgrade
 from ..orm import Base
-from .servers import PostgresServer, RedisServer
+from .servers import (
+    PostgresServer,
+    RedisClusterServers,
+    RedisSentinelServers,
+    RedisServer,
+)
 
 BACKENDS = ("sqlite", "postgresql")
 _database_names = itertools.count()
@@ -68,6 +73,23 @@ def smarter_redis_server() -> Iterator[RedisServer]:
     with RedisServer() as server:
         yield server
     server.close()
+
+
+@pytest.fixture(scope="module")
+def smarter_redis_cluster() -> Iterator[RedisClusterServers]:
+    """A real three-master Redis Cluster on loopback, empty, shared by a module's tests
+    (startup takes about two seconds)."""
+    with RedisClusterServers() as cluster:
+        cluster.flushall()
+        yield cluster
+
+
+@pytest.fixture
+def smarter_redis_sentinel() -> Iterator[RedisSentinelServers]:
+    """A fresh master, replica and three sentinels on loopback for each test, since tests
+    kill the master."""
+    with RedisSentinelServers() as sentinel:
+        yield sentinel
 
 
 @pytest.fixture(scope="session")
