@@ -202,3 +202,27 @@ def test_slot_moves_keep_reads_right_and_invalidations_flowing(
     assert reader.users.get(user.id) == again
     assert writer.cache.stats.snapshot()["ack_timeouts"] == 0
     assert writer.cache.stats.snapshot()["redis_errors"] == 0
+
+
+def test_a_cluster_outage_is_served_from_the_database(
+    pair: tuple[Domain, Domain], cluster: RedisClusterServers
+) -> None:
+    """Last in this module: it stops the module's cluster (and starts it again)."""
+    domain, _ = pair
+    user = UserFactory(domain=domain)
+    assert domain.users.get(user.id) == user
+    cluster.stop()
+    try:
+        domain.cache.clear_memory()
+        assert domain.users.get(user.id) == user  # no Redis error reaches the caller
+        updated = domain.users.update(user.id, first_name="During")
+        assert domain.users.get(user.id) == updated
+        assert domain.cache.stats.snapshot()["redis_errors"] >= 1
+    finally:
+        cluster.start()
+    deadline = time.monotonic() + 15
+    while not domain.cache.listener.healthy:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    domain.cache.clear_memory()
+    assert domain.users.get(user.id) == updated

@@ -164,3 +164,23 @@ def test_rediss_url_talks_tls(smarter_database_url: str, tls_and_socket_redis: R
 
 def test_unix_socket_url(smarter_database_url: str, tls_and_socket_redis: RedisServer) -> None:
     _works(smarter_database_url, f"unix://{tls_and_socket_redis.socket}?db=0")  # type: ignore[attr-defined]
+
+
+def test_query_options_and_sentinel_credentials() -> None:
+    target = parse_redis_url(
+        "rediss+sentinel://:pa/ss@127.0.0.1:26379/mymaster/1"
+        "?ssl_ca_certs=/etc/ca.pem&sentinel_password=sent"
+    )
+    assert (target.password, target.db, target.options) == (
+        "pa/ss",
+        1,
+        {"ssl_ca_certs": "/etc/ca.pem"},
+    )
+    sentinels = target.sentinel_side({"socket_timeout": 0.25})
+    assert sentinels == {"socket_timeout": 0.25, "username": None, "password": "sent", "db": 0}
+    assert target.sentinel_options({})["db"] == 1  # the master's database, not the Sentinels'
+
+
+def test_an_unreachable_cluster_is_a_configuration_error(smarter_database_url: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"cannot reach.*\*\*\*@127.0.0.1"):
+        Domain(smarter_database_url, f"redis+cluster://:secret@127.0.0.1:{free_port()}")

@@ -26,7 +26,7 @@ def crowd(flights: SingleFlight, load: Any, arrived: list[int]) -> list[Any]:
         with lock:
             arrived.append(1)
         try:
-            value = flights.run("k", load)
+            value = flights.run("k", 0, load)
         except RuntimeError as exc:
             value = exc
         with lock:
@@ -123,3 +123,48 @@ def test_the_one_look_hit_path_sees_an_evicted_entity_entry(domain: Domain) -> N
     domain.cache.stats.reset()
     assert domain.users.get_by_username("evicted") == user
     assert domain.cache.stats.snapshot()["loads"] == 1  # the entity only: the id was cached
+
+
+def test_a_waiter_that_arrived_after_an_invalidation_does_not_take_the_leaders_value() -> None:
+    flights, results = SingleFlight(), []
+    started, release = threading.Event(), threading.Event()
+
+    def leader_load() -> tuple[str, bool]:
+        started.set()
+        release.wait(5)
+        return "old", True  # cached: nothing touched the key before the leader's check
+
+    leader = threading.Thread(target=lambda: results.append(flights.run("k", 0, leader_load)))
+    leader.start()
+    assert started.wait(5)
+    # An invalidation bumped the key's generation (0 -> 1), then this caller arrived.
+    waiter = threading.Thread(
+        target=lambda: results.append(flights.run("k", 1, lambda: ("new", True)))
+    )
+    waiter.start()
+    time.sleep(0.05)
+    release.set()
+    leader.join(5)
+    waiter.join(5)
+    assert sorted(results) == ["new", "old"]
+
+
+def test_an_invalidation_between_the_check_and_the_store_is_not_lost(domain: Domain) -> None:
+    from dogpile.cache.api import NO_VALUE
+
+    user = UserFactory(domain=domain)
+    cache = domain.cache
+    key = cache.keys.user(user.id)
+    store = cache.memory.set
+
+    def store_after_an_invalidation(k: str, value: Any) -> None:
+        cache.drop_local([k])  # lands after the fill's check, before its store
+        store(k, value)
+
+    cache.memory.set = store_after_an_invalidation  # type: ignore[method-assign]
+    try:
+        assert domain.users.get(user.id) == user
+    finally:
+        del cache.memory.set
+    assert cache.peek(key) is NO_VALUE
+    assert cache.memory.get(key) is NO_VALUE

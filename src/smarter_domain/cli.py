@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import click
-import redis
 import yaml
 from rich.console import Console
 from rich.table import Table
 
 from .brokers import BROKERS, Broker
+from .cache.resilience import REDIS_ERRORS
+from .cache.topology import parse_redis_url
 from .domain import Domain
 from .entities import Account, User, UserProfile
 from .errors import NotFoundError, SmarterError, ValidationError
@@ -301,12 +302,12 @@ def cache_stats(obj: Context, output: str) -> None:
     with obj.domain() as domain:
         data: dict[str, Any] = {"counters": domain.cache.stats.snapshot()}
         if domain.settings.redis_url:
-            client = redis.Redis.from_url(domain.settings.redis_url, socket_timeout=2)
+            client = parse_redis_url(domain.settings.redis_url).client(socket_timeout=2)
             try:
                 keys = sum(1 for _ in client.scan_iter(match=domain.cache.keys.pattern()))
                 memory = client.info("memory").get("used_memory_human")
                 data["redis"] = {"entries": keys, "used_memory": memory}
-            except redis.RedisError as exc:
+            except REDIS_ERRORS as exc:
                 data["redis"] = {"error": str(exc)}
             finally:
                 client.close()

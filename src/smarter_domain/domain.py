@@ -29,6 +29,7 @@ from .cache.repositories import (
     CachedUserProfileRepository,
     CachedUserRepository,
 )
+from .cache.resilience import REDIS_ERRORS
 from .cache.stats import CacheStats
 from .cache.tiered import TieredCache
 from .cache.topology import parse_redis_url
@@ -118,7 +119,12 @@ class Domain:
         if redis_tier is None:
             assert self.settings.redis_url is not None
             target = parse_redis_url(self.settings.redis_url)
-            redis_tier, guard = redis_region(target, ttl, stats, keys, options)
+            try:
+                redis_tier, guard = redis_region(target, ttl, stats, keys, options)
+            except REDIS_ERRORS as exc:  # a cluster client reads the slot map at creation
+                raise ConfigurationError(
+                    f"cannot reach the Redis at {target.safe_url}: {exc}"
+                ) from exc
             self._redis_clients.append(guard.client)
         else:
             guard = secure_redis_region(redis_tier, stats, keys, options)

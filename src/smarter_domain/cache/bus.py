@@ -92,7 +92,11 @@ class InvalidationListener:
             except REDIS_ERRORS as exc:
                 if self._healthy.is_set():
                     self._set_healthy(False)
-                    log.warning("invalidation listener lost Redis (%s); memory tier bypassed", exc)
+                    log.warning(
+                        "invalidation listener lost Redis at %s (%s); memory tier bypassed",
+                        self._target.safe_url,
+                        exc,
+                    )
             except Exception:
                 self._set_healthy(False)
                 log.exception("invalidation listener failed; restarting it")

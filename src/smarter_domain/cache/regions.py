@@ -110,10 +110,12 @@ def redis_region(
                 password=target.password,
                 socket_timeout=options.socket_timeout,
                 socket_connect_timeout=options.connect_timeout,
-                sentinel_kwargs={
-                    "socket_timeout": options.socket_timeout,
-                    "socket_connect_timeout": options.connect_timeout,
-                },
+                sentinel_kwargs=target.sentinel_side(
+                    {
+                        "socket_timeout": options.socket_timeout,
+                        "socket_connect_timeout": options.connect_timeout,
+                    }
+                ),
                 connection_kwargs=target.sentinel_options(connection),
             )
         else:

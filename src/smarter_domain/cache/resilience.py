@@ -29,7 +29,7 @@ from dogpile.cache.api import (
 from dogpile.cache.proxy import ProxyBackend
 from dogpile.cache.region import value_version
 from redis.crc import key_slot
-from redis.exceptions import LockError, RedisError
+from redis.exceptions import LockError, RedisClusterException, RedisError
 
 from . import codec, scripts
 from .keys import CacheKeys
@@ -38,7 +38,9 @@ from .stats import CacheStats
 
 log = logging.getLogger("smarter_domain.cache.redis")
 
-REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError)
+# redis-py's cluster client raises RedisClusterException (not a RedisError) when it cannot
+# reach the cluster or a slot is not covered.
+REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, RedisClusterException, OSError)
 T = TypeVar("T")
 
 # dogpile's own metadata header: anything else under our keys is foreign and a miss.
@@ -293,7 +295,12 @@ class ResilientRedisProxy(ProxyBackend):
         if receivers is None:
             self._remember(keys)
             return False
-        if ack and receivers:
+        if ack and not receivers:
+            # Our own listener should have heard it: the subscription is elsewhere (a moved
+            # cluster slot) or down, so nobody confirmed anything.
+            self.stats.add("ack_timeouts")
+            return False
+        if ack:
             return self._wait_for_acks(ack, receivers, ack_timeout)
         return True
 

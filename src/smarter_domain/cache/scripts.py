@@ -1,8 +1,9 @@
 """Lua scripts that make the Redis tier coherent (each runs atomically in Redis).
 
-Every entry key ``k`` has a generation token under ``{k}#gen`` (``generation_key``): the hash
-tag puts it in ``k``'s Redis Cluster slot, so one script can touch both, and every key a
-script touches is declared in KEYS. An invalidation deletes the entry and gives it a new
+Every entry key ``k`` has a generation token under ``k#gen{k}`` (``generation_key``): the hash
+tag puts it in ``k``'s Redis Cluster slot, so one script can touch both, every key a script
+touches is declared in KEYS, and the token starts with the namespace like every other key (a
+namespace flush drops the tokens too). An invalidation deletes the entry and gives it a new
 random token. A loader reads the tokens before it reads the database (creating a missing one),
 and its fill is stored only if the token is still the one it read: a reader that loaded a row
 before a writer's commit can never put that row back after the writer's invalidation (the
@@ -15,9 +16,10 @@ from __future__ import annotations
 
 
 def generation_key(key: str) -> str:
-    """The generation token of ``key``, in ``key``'s hash slot. (Cache keys never contain
-    braces: ``CacheKeys`` digests any part that has one.)"""
-    return "{" + key + "}#gen"
+    """The generation token of ``key``, in ``key``'s hash slot: Redis Cluster hashes only the
+    ``{...}`` part of a key that has one, and the whole of a key that has none. (Cache keys
+    never contain braces: ``CacheKeys`` digests any part that has one.)"""
+    return key + "#gen{" + key + "}"
 
 
 INVALIDATE = """

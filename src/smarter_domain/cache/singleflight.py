@@ -3,9 +3,11 @@ others wait for it. This is the memory tier's stampede guard; it costs a dict en
 lock per miss, where dogpile's ``Lock`` costs a name registry, a mutex and two backend reads
 (dogpile's distributed lock still guards the Redis tier across processes).
 
-A waiter takes the leader's value only if the leader says it may be shared, i.e. it was
-cached because no invalidation touched the key while it loaded. Otherwise the value may
-predate a write that finished before the waiter arrived, so the waiter loads again.
+A waiter takes the leader's value only if the leader says it may be shared (it was cached:
+no invalidation touched the key while it loaded) and the waiter arrived with the same local
+generation the leader started from (no invalidation between the leader's start and the
+waiter's arrival). Otherwise the value may predate a write that finished before the waiter
+arrived, so the waiter loads again.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from typing import Any
 
 
 class _Flight:
-    __slots__ = ("landed", "shared", "value")
+    __slots__ = ("generation", "landed", "shared", "value")
 
-    def __init__(self) -> None:
+    def __init__(self, generation: object) -> None:
+        self.generation = generation
         self.landed = threading.Lock()
         self.landed.acquire()
         self.shared = False
@@ -30,18 +33,19 @@ class SingleFlight:
         self._lock = threading.Lock()
         self._flights: dict[str, _Flight] = {}
 
-    def run(self, key: str, load: Callable[[], tuple[Any, bool]]) -> Any:
+    def run(self, key: str, generation: object, load: Callable[[], tuple[Any, bool]]) -> Any:
         """``load()`` returns ``(value, shareable)``; concurrent callers for ``key`` wait for
-        one ``load`` and return its value when it is shareable, else load themselves."""
+        one ``load`` and return its value when it is shareable and they arrived with the
+        leader's ``generation``, else load themselves."""
         while True:
             with self._lock:
                 flight = self._flights.get(key)
                 if flight is None:
-                    flight = self._flights[key] = _Flight()
+                    flight = self._flights[key] = _Flight(generation)
                     break
             with flight.landed:  # wait for the leader
                 pass
-            if flight.shared:
+            if flight.shared and flight.generation == generation:
                 return flight.value
         try:
             flight.value, flight.shared = load()

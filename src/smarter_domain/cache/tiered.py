@@ -28,7 +28,7 @@ from .lru import BoundedLRU
 from .resilience import ResilientRedisProxy
 from .singleflight import SingleFlight
 from .stats import CacheStats
-from .stripes import Stripes
+from .stripes import Snapshot, Stripes
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +46,13 @@ def _split(keys: Sequence[str], values: Sequence[Any]) -> tuple[dict[str, Any], 
 
 
 class _Fill:
-    """What one miss learned about whether its value may be cached."""
+    """What one miss learned about whether its value may be cached, against the key's local
+    generation taken before anything was read."""
 
-    __slots__ = ("memory_ok",)
+    __slots__ = ("local", "memory_ok")
 
-    def __init__(self) -> None:
+    def __init__(self, local: Snapshot) -> None:
+        self.local = local
         self.memory_ok = False
 
 
@@ -152,7 +154,9 @@ class TieredCache:
     ) -> Any:
         if not self.memory_usable():
             self.stats.add("memory_bypassed")
-            return self._second_tier(key, loader, expiration_time, _Fill())
+            return self._second_tier(
+                key, loader, expiration_time, _Fill(self.stripes.snapshot(key))
+            )
         if self._lru is None or expiration_time is not None:  # else peek() just looked
             value = self.memory.get(key, expiration_time=expiration_time)
             if value is not NO_VALUE:
@@ -166,25 +170,38 @@ class TieredCache:
             value = self.guard.get_value(key)
             if value is not NO_VALUE:
                 self.stats.add("redis_hits")
-                if self.memory_usable() and self.stripes.unchanged(key, local):
-                    self.memory.set(key, value)
+                if self.memory_usable():
+                    self._keep(key, value, local)
                 return value
-        return self.flights.run(key, lambda: self._load_and_fill(key, loader, expiration_time))
+        local = self.stripes.snapshot(key)
+        return self.flights.run(
+            key, local, lambda: self._load_and_fill(key, loader, expiration_time, local)
+        )
 
     def _load_and_fill(
-        self, key: str, loader: Callable[[], Any], expiration_time: float | None
+        self, key: str, loader: Callable[[], Any], expiration_time: float | None, local: Snapshot
     ) -> tuple[Any, bool]:
         """One miss, in flight: the next tiers, then the memory tier if still current."""
-        fill = _Fill()
+        fill = _Fill(local)
         value = self._second_tier(key, loader, expiration_time, fill)
-        if fill.memory_ok:
-            self.memory.set(key, value)
-        return value, fill.memory_ok
+        return value, fill.memory_ok and self._keep(key, value, local)
+
+    def _keep(self, key: str, value: Any, local: Snapshot) -> bool:
+        """Put ``value`` in the memory tier unless an invalidation touched ``key`` since
+        ``local``. Checked again after the store: an invalidation between the first check and
+        the store bumps the generation before it deletes, so one of the two sees it."""
+        if not self.stripes.unchanged(key, local):
+            return False
+        self.memory.set(key, value)
+        if self.stripes.unchanged(key, local):
+            return True
+        self.memory.delete(key)
+        return False
 
     def _second_tier(
         self, key: str, loader: Callable[[], Any], expiration_time: float | None, fill: _Fill
     ) -> Any:
-        local = self.stripes.snapshot(key)
+        local = fill.local
         if self.redis is None:
             self.stats.add("loads")
             value = loader()
@@ -262,6 +279,10 @@ class TieredCache:
         current = {k: v for k, v in values.items() if self.stripes.unchanged(k, local[k])}
         if current:
             self.memory.set_multi(current)
+            # As in _keep: an invalidation between the check and the store is caught here.
+            late = [k for k in current if not self.stripes.unchanged(k, local[k])]
+            if late:
+                self.memory.delete_multi(late)
 
     # -- invalidation ---------------------------------------------------------------------
 

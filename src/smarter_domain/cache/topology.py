@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
@@ -46,6 +46,10 @@ class RedisTarget:
     username: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
     ssl: bool = False
+    options: dict[str, str] = field(default_factory=dict, repr=False)
+    """The URL's query options (``ssl_ca_certs=...``), for the connections to Redis."""
+    sentinel_auth: dict[str, str] = field(default_factory=dict, repr=False)
+    """``sentinel_username`` / ``sentinel_password`` from the query: the Sentinels' own."""
 
     @property
     def safe_url(self) -> str:
@@ -58,7 +62,7 @@ class RedisTarget:
         return f"{scheme}://{userinfo.partition(':')[0]}:***@{hosts}{slash}{path}"
 
     def credentials(self) -> dict[str, Any]:
-        found: dict[str, Any] = {}
+        found: dict[str, Any] = dict(self.options)
         if self.username:
             found["username"] = self.username
         if self.password:
@@ -70,9 +74,14 @@ class RedisTarget:
         sentinel_side = {k: v for k, v in connection.items() if k.startswith("socket_")}
         return Sentinel(  # type: ignore[no-untyped-call]
             list(self.nodes),
-            sentinel_kwargs={**sentinel_side, **self.credentials()},
+            sentinel_kwargs=self.sentinel_side(sentinel_side),
             **self.sentinel_options(connection),
         )
+
+    def sentinel_side(self, socket_options: dict[str, Any]) -> dict[str, Any]:
+        """Options of the connections to the Sentinels themselves (database 0: a Sentinel
+        knows no SELECT; their own credentials, not the master's)."""
+        return {**socket_options, "username": None, "password": None, **self.sentinel_auth, "db": 0}
 
     def sentinel_options(self, connection: dict[str, Any]) -> dict[str, Any]:
         """Options of the connections to the master the Sentinels name."""
@@ -113,14 +122,20 @@ def parse_redis_url(url: str) -> RedisTarget:
     kind, ssl = _SCHEMES[scheme]
     if kind == "server":
         return RedisTarget("server", url)
-    rest = url.partition("://")[2]
-    location, _, path = rest.partition("/")
-    userinfo, _, hosts = location.rpartition("@")
+    rest, _, query = url.partition("://")[2].partition("?")
+    userinfo, _, location = rest.rpartition("@")  # a password may hold "/" but not "@"
+    hosts, _, path = location.partition("/")
     username, _, password = userinfo.partition(":")
     nodes = tuple(_node(item, url) for item in hosts.split(",") if item)
     if not nodes:
         raise ConfigurationError("invalid Redis URL: no host:port given")
-    path = path.partition("?")[0].strip("/")
+    path = path.strip("/")
+    options = dict(parse_qsl(query))
+    sentinel_auth = {
+        name.removeprefix("sentinel_"): options.pop(name)
+        for name in ("sentinel_username", "sentinel_password")
+        if name in options
+    }
     service, db = "", 0
     if kind == "sentinel":
         service, _, db_text = path.partition("/")
@@ -141,6 +156,8 @@ def parse_redis_url(url: str) -> RedisTarget:
         unquote(username) or None,
         unquote(password) or None,
         ssl,
+        options,
+        sentinel_auth,
     )
 
 
