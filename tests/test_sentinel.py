@@ -103,3 +103,26 @@ def test_failover_serves_from_the_database_meanwhile_and_nothing_stale_after(
     assert domain.cache.stats.snapshot()["redis_hits"] == 1
     v3 = domain.users.update(user.id, first_name="v3")
     assert domain.users.get(user.id) == v3
+
+
+def test_closing_the_domain_closes_its_sentinel_connections(
+    smarter_database_url: str, smarter_redis_sentinel: RedisSentinelServers
+) -> None:
+    import redis
+
+    def sentinel_clients() -> int:
+        total = 0
+        for host, port in smarter_redis_sentinel.sentinel_addresses:
+            client = redis.Redis(host=host, port=port)
+            total += int(client.info("clients")["connected_clients"]) - 1  # not this one
+            client.close()
+        return total
+
+    before = sentinel_clients()
+    for _ in range(3):
+        with Domain(smarter_database_url, smarter_redis_sentinel.url, redis_options=OPTIONS) as d:
+            UserFactory(domain=d)
+    deadline = time.monotonic() + 5
+    while sentinel_clients() > before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sentinel_clients() <= before

@@ -23,7 +23,7 @@ from rich.table import Table
 
 from .brokers import BROKERS, Broker
 from .cache.resilience import REDIS_ERRORS
-from .cache.topology import parse_redis_url
+from .cache.topology import close_client, parse_redis_url
 from .domain import Domain
 from .entities import Account, User, UserProfile
 from .errors import NotFoundError, SmarterError, ValidationError
@@ -310,7 +310,7 @@ def cache_stats(obj: Context, output: str) -> None:
             except REDIS_ERRORS as exc:
                 data["redis"] = {"error": str(exc)}
             finally:
-                client.close()
+                close_client(client)
         else:
             data["redis"] = None
     emit(data, output)

@@ -32,7 +32,7 @@ from .cache.repositories import (
 from .cache.resilience import REDIS_ERRORS
 from .cache.stats import CacheStats
 from .cache.tiered import TieredCache
-from .cache.topology import parse_redis_url
+from .cache.topology import close_client, parse_redis_url
 from .database import create_domain_engine
 from .entities import Entity, UserProfile
 from .errors import ConfigurationError, ConflictError, ValidationError
@@ -227,10 +227,7 @@ class Domain:
                     guard.pending_deletes,
                 )
         for client in self._redis_clients:
-            client.close()
-            pool = getattr(client, "connection_pool", None)  # a pool we passed in stays open
-            if pool is not None:
-                pool.disconnect()
+            close_client(client)
 
     def __enter__(self) -> Self:
         return self

@@ -22,7 +22,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .resilience import REDIS_ERRORS
-from .topology import RedisTarget
+from .topology import RedisTarget, close_client
 
 log = logging.getLogger("smarter_domain.cache.bus")
 
@@ -146,7 +146,7 @@ class InvalidationListener:
             self._set_healthy(False)
             try:
                 pubsub.close()
-                client.close()
+                close_client(client)
             except REDIS_ERRORS:
                 pass
 

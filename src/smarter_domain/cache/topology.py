@@ -113,6 +113,18 @@ class RedisTarget:
         return redis.Redis.from_url(self.url, **connection)
 
 
+def close_client(client: Any) -> None:
+    """Close a client of any topology with everything it opened: its pool (also one that was
+    passed in) and, for a Sentinel-managed client, its connections to the Sentinels."""
+    client.close()
+    pool = getattr(client, "connection_pool", None)
+    if pool is None:
+        return
+    pool.disconnect()
+    for sentinel in getattr(getattr(pool, "sentinel_manager", None), "sentinels", ()):
+        sentinel.close()
+
+
 def parse_redis_url(url: str) -> RedisTarget:
     scheme = url.partition("://")[0].lower() if "://" in url else ""
     if scheme not in _SCHEMES:
