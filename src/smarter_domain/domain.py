@@ -87,7 +87,7 @@ class Domain:
         self.session_factory: sessionmaker[Session] = sessionmaker(
             self.engine, expire_on_commit=False
         )
-        self._redis_clients: list[Any] = []  # the clients this domain made, closed with it
+        self._redis_client: Any = None  # the client this domain made, closed with it
         self._listener: InvalidationListener | None = None
         self.cache = self._build_cache(
             memory_region, redis_region, memory_cache_size, cache_namespace, redis_options
@@ -116,29 +116,29 @@ class Domain:
         if redis_tier is None and not self.settings.redis_url:
             return TieredCache(memory, keys=keys, stats=stats)
         options = redis_options or RedisOptions()
+        target = parse_redis_url(self.settings.redis_url) if self.settings.redis_url else None
         if redis_tier is None:
-            assert self.settings.redis_url is not None
-            target = parse_redis_url(self.settings.redis_url)
+            assert target is not None
             try:
                 redis_tier, guard = redis_region(target, ttl, stats, keys, options)
             except REDIS_ERRORS as exc:  # a cluster client reads the slot map at creation
                 raise ConfigurationError(
                     f"cannot reach the Redis at {target.safe_url}: {exc}"
                 ) from exc
-            self._redis_clients.append(guard.client)
+            self._redis_client = guard.client
         else:
             guard = secure_redis_region(redis_tier, stats, keys, options)
         cache = TieredCache(
             memory, redis_tier, keys=keys, stats=stats, guard=guard, ack_timeout=options.ack_timeout
         )
-        if options.listen and self.settings.redis_url:
+        if options.listen and target is not None:
 
             def gap() -> None:
                 cache.listener_gap()
                 guard.deliver_pending()
 
             self._listener = InvalidationListener(
-                parse_redis_url(self.settings.redis_url),
+                target,
                 guard.client,
                 keys.channel(),
                 guard.origin,
@@ -226,8 +226,8 @@ class Domain:
                     "processes may serve those entries until they expire",
                     guard.pending_deletes,
                 )
-        for client in self._redis_clients:
-            close_client(client)
+        if self._redis_client is not None:
+            close_client(self._redis_client)
 
     def __enter__(self) -> Self:
         return self

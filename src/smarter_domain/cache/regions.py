@@ -92,35 +92,34 @@ def redis_region(
         "lock_sleep": options.lock_sleep,
         "lock_blocking_timeout": options.lock_timeout,
     }
-    connection = _connection_options(options, None)
+    # A cluster is not watched for restarts (see restarts.py).
+    watch = None if target.kind == "cluster" else ServerWatch(keys.namespace, stats)
+    connection = _connection_options(options, watch)
     if target.kind == "cluster":
         backend = "dogpile.cache.redis_cluster"
         arguments["startup_nodes"] = target.cluster_nodes()
         arguments["connection_kwargs"] = target.cluster_options(connection)
+    elif target.kind == "sentinel":
+        backend = "dogpile.cache.redis_sentinel"
+        arguments.update(
+            sentinels=list(target.nodes),
+            service_name=target.service_name,
+            db=target.db,
+            username=target.username,
+            password=target.password,
+            socket_timeout=options.socket_timeout,
+            socket_connect_timeout=options.connect_timeout,
+            sentinel_kwargs=target.sentinel_side(
+                {
+                    "socket_timeout": options.socket_timeout,
+                    "socket_connect_timeout": options.connect_timeout,
+                }
+            ),
+            connection_kwargs=target.sentinel_options(connection),
+        )
     else:
-        watch = ServerWatch(keys.namespace, stats)
-        if target.kind == "sentinel":
-            backend = "dogpile.cache.redis_sentinel"
-            connection = _connection_options(options, watch)
-            arguments.update(
-                sentinels=list(target.nodes),
-                service_name=target.service_name,
-                db=target.db,
-                username=target.username,
-                password=target.password,
-                socket_timeout=options.socket_timeout,
-                socket_connect_timeout=options.connect_timeout,
-                sentinel_kwargs=target.sentinel_side(
-                    {
-                        "socket_timeout": options.socket_timeout,
-                        "socket_connect_timeout": options.connect_timeout,
-                    }
-                ),
-                connection_kwargs=target.sentinel_options(connection),
-            )
-        else:
-            backend = "dogpile.cache.redis"
-            arguments["connection_pool"] = redis_connection_pool(target.url, options, watch)
+        backend = "dogpile.cache.redis"
+        arguments["connection_pool"] = redis_connection_pool(target.url, options, watch)
     region = make_region(name=name).configure(
         backend, expiration_time=expiration_time, arguments=arguments
     )
