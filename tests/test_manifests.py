@@ -124,6 +124,13 @@ BAD: list[tuple[dict[str, Any], str, Any, str]] = [
     (PROFILE, "spec.role", "owner", "spec.role"),
     (PROFILE, "spec", ..., "spec"),
     (PROFILE, "metadata.name", "Bad_Name!", "metadata.name"),
+    (ACCOUNT, "metadata.tags", "db", "metadata.tags"),
+    (ACCOUNT, "metadata.description", "nul\x00", "metadata.description"),
+    (ACCOUNT, "kind", ["Account"], "kind"),
+    (USER, "metadata.annotations", [{"a": 1}], "metadata.annotations.0.1"),
+    (USER, "spec.config.lastName", "\ud800", "spec.config.lastName"),
+    (PROFILE, "metadata.tags", ["a", "a"], "metadata.tags"),
+    (PROFILE, "metadata.annotations", [{"a": "1"}, {"a": "2"}], "metadata.annotations"),
 ]
 
 

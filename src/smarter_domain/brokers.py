@@ -3,6 +3,12 @@
 A broker checks the actor's permissions (re-read inside the transaction) before it writes,
 writes through a unit of work, and after the commit (which invalidates the cache) sends
 ``cache_invalidate``. ``apply_manifests`` applies several documents in one transaction.
+
+Permission comes before existence: an actor who is not a superuser learns nothing about
+accounts, users and profiles outside their own account. An account number that is not theirs
+is refused whether it exists or not, and an entity they cannot see and one that does not exist
+raise the same ``PermissionDenied``, with the same message. (Uniqueness alone still tells:
+creating a user whose username is taken elsewhere fails.)
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from .errors import (
 )
 from .manifests import (
     API_VERSION,
+    NAME_PATTERN,
     AccountManifest,
     Manifest,
     UserManifest,
@@ -69,11 +76,47 @@ def _changed(entity: Any, wanted: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in wanted.items() if getattr(entity, key) != value}
 
 
+def _labels(metadata: Any) -> dict[str, Any]:
+    """``metadata.tags`` and ``metadata.annotations`` as the entities hold them."""
+    return {
+        "tags": tuple(metadata.tags),
+        "annotations": tuple((key, value) for key, value in metadata.annotations),
+    }
+
+
+def _described_labels(entity: Account | User | UserProfile) -> dict[str, Any]:
+    return {"tags": list(entity.tags), "annotations": dict(entity.annotations)}
+
+
+_NAME = re.compile(NAME_PATTERN)
+
+
+def _name_for(username: str) -> str:
+    """A manifest name for a username: the username itself when it is a valid name."""
+    if _NAME.fullmatch(username):
+        return username
+    name = re.sub(r"[^a-z0-9._-]+", "-", username.lower()).strip("._-")[:63].strip("._-")
+    return name or "user"
+
+
+_READ_ONLY = frozenset({"kind", "entity_type", "manifest_type", "target_argument"})
+
+
 class Broker(Generic[E]):
     kind: ClassVar[str]
     entity_type: ClassVar[type[Any]]
     manifest_type: ClassVar[type[BaseModel]]
     target_argument: ClassVar[str]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _READ_ONLY:
+            raise AttributeError(f"{type(self).__name__}.{name} is read-only")
+        super().__setattr__(name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if name in _READ_ONLY:
+            raise AttributeError(f"{type(self).__name__}.{name} is read-only")
+        super().__delattr__(name)
 
     def __init__(
         self,
@@ -159,6 +202,27 @@ class Broker(Generic[E]):
         raise NotImplementedError
 
     def _find(self, uow: UnitOfWork) -> E | None:
+        """The entity the broker is about, or None; never raises not-found."""
+        raise NotImplementedError
+
+    def _find_for(self, uow: UnitOfWork, actor: UserProfile) -> E | None:
+        """The entity, only if ``actor`` may see it: else None, whether it exists or not."""
+        entity = self._find(uow)
+        if entity is None or actor.user.is_superuser:
+            return entity
+        return entity if self._sees(uow, actor, entity) else None
+
+    def _sees(self, uow: UnitOfWork, actor: UserProfile, entity: E) -> bool:
+        """Whether a non-superuser ``actor`` sees ``entity`` (their own account's)."""
+        raise NotImplementedError
+
+    def _wanted(self) -> str:
+        """What the broker was asked about, from its input alone."""
+        if self.target is not None:
+            return f"with id {self.target.id}"
+        return repr(self._wanted_name(self._require_manifest()))
+
+    def _wanted_name(self, manifest: Any) -> str:
         raise NotImplementedError
 
     def _manifest_of(self, entity: E) -> dict[str, Any]:
@@ -188,12 +252,36 @@ class Broker(Generic[E]):
 
     def _resolve_visible(self) -> E:
         with self.domain.unit_of_work() as uow:
-            entity = self._find(uow)
+            actor = self._verified_actor(uow)
+            entity = self._find_for(uow, actor)
         if entity is None:
-            raise self._not_found()
-        if entity.id not in {e.id for e in self._visible()}:
-            raise PermissionDenied(f"{self.kind} is not visible to {self._actor_name()}")
+            raise self._not_found() if actor.user.is_superuser else self._hidden()
         return entity
+
+    def _hidden(self) -> PermissionDenied:
+        """For an actor who is not a superuser: the entity is missing or out of their sight;
+        the message is made of the request alone, so the two cannot be told apart."""
+        return PermissionDenied(
+            f"{self.kind} {self._wanted()} does not exist or is not visible to {self._actor_name()}"
+        )
+
+    def _target_account(
+        self, uow: UnitOfWork, number: str | None, actor: UserProfile | None = None
+    ) -> tuple[UserProfile, Account]:
+        """The actor (checked against the database) and the account ``number`` names (None:
+        the actor's own), which they must administer. Permission comes first: for anyone but a
+        superuser, a number that is not their own account is refused unlooked-up."""
+        actor = actor or self._verified_actor(uow)
+        if not number or number == actor.account.account_number:
+            account = actor.account
+        elif not actor.user.is_superuser:
+            raise self._not_admin_of(number)
+        else:
+            found = uow.accounts.get_by_number(number)
+            if found is None:
+                raise AccountNotFound(f"no account {number}")
+            account = found
+        return self._require_admin_of(uow, account, actor), account
 
     def _not_found(self) -> Exception:
         errors = {
@@ -226,14 +314,24 @@ class Broker(Generic[E]):
             raise PermissionDenied(f"{self.kind} changes need a superuser")
         return actor
 
-    def _require_admin_of(self, uow: UnitOfWork, account: Account) -> UserProfile:
+    def _require_admin_of(
+        self, uow: UnitOfWork, account: Account, actor: UserProfile | None = None
+    ) -> UserProfile:
         """A superuser, or a staff member of ``account``."""
-        actor = self._verified_actor(uow)
+        actor = actor or self._verified_actor(uow)
         if actor.user.is_superuser or (actor.user.is_staff and actor.account.id == account.id):
             return actor
-        raise PermissionDenied(
-            f"{self._actor_name()} may not change {self.kind}s of account {account.account_number}"
+        raise self._not_admin_of(account.account_number)
+
+    def _not_admin_of(self, account_number: str) -> PermissionDenied:
+        return PermissionDenied(
+            f"{self._actor_name()} may not change {self.kind}s of account {account_number}"
         )
+
+    def _refuse_superuser(self, actor: UserProfile, user: User) -> None:
+        """Only a superuser may create, change or delete a superuser's profile."""
+        if user.is_superuser and not actor.user.is_superuser:
+            raise PermissionDenied(f"only a superuser may change a superuser's {self.kind}")
 
     def _visible_accounts(self) -> list[Account] | None:
         """None: every account (superuser); else the actor's own."""
@@ -262,12 +360,27 @@ class AccountBroker(Broker[Account]):
         if manifest.metadata.accountNumber:
             return uow.accounts.get_by_number(manifest.metadata.accountNumber)
         named = [a for a in uow.accounts.list_all() if a.name == manifest.metadata.name]
-        if len(named) > 1:
+        if len(named) > 1:  # only a superuser gets here: others see their own account only
             raise ValidationError(
                 "ambiguous account",
                 {"metadata.accountNumber": f"several are named {manifest.metadata.name!r}"},
             )
         return named[0] if named else None
+
+    def _find_for(self, uow: UnitOfWork, actor: UserProfile) -> Account | None:
+        if actor.user.is_superuser:
+            return self._find(uow)
+        own = actor.account
+        if self.target is not None:
+            return own if self.target.id == own.id else None
+        manifest: AccountManifest = self._require_manifest()
+        number = manifest.metadata.accountNumber
+        if number:
+            return own if number == own.account_number else None
+        return own if manifest.metadata.name == own.name else None
+
+    def _wanted_name(self, manifest: AccountManifest) -> str:
+        return manifest.metadata.accountNumber or manifest.metadata.name
 
     def _apply(self, uow: UnitOfWork) -> Account:
         manifest: AccountManifest = self._require_manifest()
@@ -278,6 +391,7 @@ class AccountBroker(Broker[Account]):
         }
         wanted["name"] = manifest.metadata.name
         wanted["description"] = manifest.metadata.description
+        wanted.update(_labels(manifest.metadata))
         current = self._find(uow)
         if current is None:
             return uow.accounts.add(account_number=manifest.metadata.accountNumber, **wanted)
@@ -309,6 +423,7 @@ class AccountBroker(Broker[Account]):
                 "description": entity.description,
                 "version": "1.0.0",
                 "accountNumber": entity.account_number,
+                **_described_labels(entity),
             },
             "spec": {
                 "config": {
@@ -339,15 +454,11 @@ class UserBroker(Broker[User]):
     manifest_type = UserManifest
     target_argument = "user"
 
-    def _account(self, uow: UnitOfWork) -> Account:
-        """The account the user manifest is about: spec.accountNumber, else the actor's."""
+    def _account(self, uow: UnitOfWork) -> tuple[UserProfile, Account]:
+        """The actor and the account the user manifest is about (spec.accountNumber, else the
+        actor's), which the actor must administer: checked before anything is looked up."""
         number = self.manifest.spec.accountNumber if self.manifest is not None else None
-        if not number:
-            return self._verified_actor(uow).account
-        account = uow.accounts.get_by_number(number)
-        if account is None:
-            raise AccountNotFound(f"no account {number}")
-        return account
+        return self._target_account(uow, number)
 
     def _find(self, uow: UnitOfWork) -> User | None:
         if self.target is not None:
@@ -355,13 +466,24 @@ class UserBroker(Broker[User]):
         manifest: UserManifest = self._require_manifest()
         return uow.users.get_by_username(manifest.username)
 
+    def _sees(self, uow: UnitOfWork, actor: UserProfile, entity: User) -> bool:
+        return uow.profiles.get_for(entity.id, actor.account.id) is not None
+
+    def _wanted_name(self, manifest: UserManifest) -> str:
+        return manifest.username
+
     def _check_may_change(self, uow: UnitOfWork, actor: UserProfile, user: User) -> None:
         """A user is global: staff may change one only if it belongs to their account alone."""
         if actor.user.is_superuser:
             return
+        accounts = {p.account.id for p in uow.profiles.list_for_user(user.id)}
+        if actor.account.id not in accounts:
+            # Out of the actor's sight: say only what uniqueness says anyway, that it is taken.
+            raise PermissionDenied(
+                f"the username {user.username!r} is taken: only a superuser may change that user"
+            )
         if user.is_superuser:
             raise PermissionDenied("only a superuser may change a superuser")
-        accounts = {p.account.id for p in uow.profiles.list_for_user(user.id)}
         if accounts != {actor.account.id}:
             raise PermissionDenied(
                 f"{user.username} belongs to other accounts: only a superuser may change it"
@@ -369,8 +491,7 @@ class UserBroker(Broker[User]):
 
     def _apply(self, uow: UnitOfWork) -> User:
         manifest: UserManifest = self._require_manifest()
-        account = self._account(uow)
-        actor = self._require_admin_of(uow, account)
+        actor, account = self._account(uow)
         if not actor.user.is_superuser and RESERVED_USERNAME.fullmatch(manifest.username):
             raise PermissionDenied(f"{manifest.username!r} is reserved for an account's admin")
         config = manifest.spec.config
@@ -378,6 +499,7 @@ class UserBroker(Broker[User]):
             attribute: getattr(config, field) for field, attribute in USER_CONFIG_FIELDS.items()
         }
         wanted["email"] = wanted["email"] or ""
+        wanted.update(_labels(manifest.metadata))
         user = self._find(uow)
         if user is None:
             user = uow.users.add(username=manifest.username, **wanted)
@@ -398,11 +520,10 @@ class UserBroker(Broker[User]):
         return user
 
     def _delete(self, uow: UnitOfWork) -> User:
-        account = self._account(uow)
-        actor = self._require_admin_of(uow, account)
-        user = self._find(uow)
+        actor, _ = self._account(uow)
+        user = self._find_for(uow, actor)
         if user is None:
-            raise UserNotFound("no such user")
+            raise UserNotFound("no such user") if actor.user.is_superuser else self._hidden()
         if user.username == SMARTER_ADMIN_USERNAME:
             raise PermissionDenied("the platform admin cannot be deleted")
         if user.id == actor.user.id:
@@ -421,18 +542,23 @@ class UserBroker(Broker[User]):
         return entity.username == name
 
     def _manifest_of(self, entity: User) -> dict[str, Any]:
-        profile = self.domain.profiles.get_for(entity.id, self.actor.account.id)
+        """The user itself. spec.accountNumber is an account the user already belongs to (the
+        actor's when it is one of them), so applying this back changes nothing."""
+        accounts = [p.account for p in self.domain.profiles.inner.list_for_user(entity.id)]
+        own = [a for a in accounts if a.id == self.actor.account.id]
+        account = next(iter(own or accounts), None)
         return {
             "apiVersion": API_VERSION,
             "kind": self.kind,
             "metadata": {
-                "name": profile.name if profile and profile.name else entity.username,
-                "description": profile.description if profile else "",
+                "name": _name_for(entity.username),
+                "description": "",
                 "version": "1.0.0",
                 "username": entity.username,
+                **_described_labels(entity),
             },
             "spec": {
-                "accountNumber": self.actor.account.account_number if profile else None,
+                "accountNumber": account.account_number if account is not None else None,
                 "config": {
                     field: getattr(entity, attribute)
                     for field, attribute in USER_CONFIG_FIELDS.items()
@@ -460,46 +586,69 @@ class UserProfileBroker(Broker[UserProfile]):
     manifest_type = UserProfileManifest
     target_argument = "profile"
 
-    def _parts(self, uow: UnitOfWork) -> tuple[User, Account]:
-        manifest: UserProfileManifest = self._require_manifest()
-        user = uow.users.get_by_username(manifest.spec.username)
-        if user is None:
-            raise UserNotFound(f"no user {manifest.spec.username!r}")
-        account = uow.accounts.get_by_number(manifest.spec.accountNumber)
-        if account is None:
-            raise AccountNotFound(f"no account {manifest.spec.accountNumber}")
-        return user, account
-
     def _find(self, uow: UnitOfWork) -> UserProfile | None:
         if self.target is not None:
             return uow.profiles.get(self.target.id)
-        user, account = self._parts(uow)
+        manifest: UserProfileManifest = self._require_manifest()
+        user = uow.users.get_by_username(manifest.spec.username)
+        account = uow.accounts.get_by_number(manifest.spec.accountNumber)
+        if user is None or account is None:
+            return None
         return uow.profiles.get_for(user.id, account.id)
+
+    def _sees(self, uow: UnitOfWork, actor: UserProfile, entity: UserProfile) -> bool:
+        return entity.account.id == actor.account.id
+
+    def _wanted_name(self, manifest: UserProfileManifest) -> str:
+        return f"{manifest.spec.username}@{manifest.spec.accountNumber}"
 
     def _apply(self, uow: UnitOfWork) -> UserProfile:
         manifest: UserProfileManifest = self._require_manifest()
-        user, account = self._parts(uow)
-        actor = self._require_admin_of(uow, account)
+        username = manifest.spec.username
+        actor = self._verified_actor(uow)
+        user = uow.users.get_by_username(username) if actor.user.is_superuser else None
+        if actor.user.is_superuser and user is None:
+            raise UserNotFound(f"no user {username!r}")  # a superuser may know
+        actor, account = self._target_account(uow, manifest.spec.accountNumber, actor)
+        user = user or uow.users.get_by_username(username)
         wanted: dict[str, Any] = {
             "name": manifest.metadata.name,
             "description": manifest.metadata.description,
             "is_test": manifest.spec.isTest,
+            **_labels(manifest.metadata),
         }
-        profile = uow.profiles.get_for(user.id, account.id)
+        profile = None if user is None else uow.profiles.get_for(user.id, account.id)
         if profile is None:
-            if not actor.user.is_superuser and uow.profiles.list_for_user(user.id):
+            if not actor.user.is_superuser and (
+                user is None or user.is_superuser or uow.profiles.list_for_user(user.id)
+            ):
+                # Missing, a superuser, or a member elsewhere: one answer for all three.
                 raise PermissionDenied(
-                    f"{user.username} belongs to other accounts: only a superuser may enrol it"
+                    f"{self._actor_name()} may not enrol {username!r} in account "
+                    f"{account.account_number}: there is no such user, or only a superuser "
+                    "may enrol it"
                 )
+            assert user is not None
             return uow.profiles.add(user_id=user.id, account_id=account.id, **wanted)
+        self._refuse_superuser(actor, profile.user)
         changes = _changed(profile, wanted)
         return uow.profiles.update(profile.id, **changes) if changes else profile
 
     def _delete(self, uow: UnitOfWork) -> UserProfile:
-        profile = self._find(uow)
+        if self.target is None:
+            manifest: UserProfileManifest = self._require_manifest()
+            actor, _ = self._target_account(uow, manifest.spec.accountNumber)
+        else:
+            actor = self._verified_actor(uow)
+        profile = self._find_for(uow, actor)
         if profile is None:
+            if not actor.user.is_superuser:
+                raise self._hidden()
+            if self.target is None and uow.users.get_by_username(manifest.spec.username) is None:
+                raise UserNotFound(f"no user {manifest.spec.username!r}")
             raise UserProfileNotFound("no such profile")
-        self._require_admin_of(uow, profile.account)
+        self._require_admin_of(uow, profile.account, actor)
+        self._refuse_superuser(actor, profile.user)
         if (
             profile.user.username == SMARTER_ADMIN_USERNAME
             and profile.account.account_number == SMARTER_ACCOUNT_NUMBER
@@ -525,6 +674,7 @@ class UserProfileBroker(Broker[UserProfile]):
                 "name": entity.name,
                 "description": entity.description,
                 "version": "1.0.0",
+                **_described_labels(entity),
             },
             "spec": {
                 "username": entity.user.username,

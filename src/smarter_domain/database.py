@@ -29,6 +29,41 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+_FOREIGN_KEYS_CHECKED = "smarter_domain.foreign_keys"
+"""Set in a pooled connection's ``info`` once its foreign keys are known to be on."""
+
+
+def _sqlite_foreign_keys(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """On checkout: make sure the connection enforces foreign keys, once per connection.
+
+    An injected engine's connections (some perhaps opened before the Domain existed) never
+    ran our ``connect`` hook, and SQLite ignores the pragma inside a transaction: so it is
+    set here, outside any transaction, and read back."""
+    if record.info.get(_FOREIGN_KEYS_CHECKED):
+        return
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA foreign_keys=ON")
+        row = cursor.execute("PRAGMA foreign_keys").fetchone()
+    finally:
+        cursor.close()
+    if row is None or row[0] != 1:
+        raise ConfigurationError(
+            "SQLite foreign keys cannot be enabled on this connection (is it inside a "
+            "transaction, or is SQLite built without them?): smarter-domain needs them"
+        )
+    record.info[_FOREIGN_KEYS_CHECKED] = True
+
+
+def enforce_integrity(engine: Engine) -> None:
+    """Make every connection of ``engine`` enforce foreign keys (SQLite has them off by
+    default); a no-op on other backends. Safe to call again on the same engine."""
+    if engine.dialect.name != "sqlite":
+        return
+    if not event.contains(engine, "checkout", _sqlite_foreign_keys):
+        event.listen(engine, "checkout", _sqlite_foreign_keys)
+
+
 def create_domain_engine(database_url: str, **options: Any) -> Engine:
     url = normalize_url(database_url)
     if url.get_backend_name() == "sqlite":

@@ -33,7 +33,7 @@ from .cache.resilience import REDIS_ERRORS
 from .cache.stats import CacheStats
 from .cache.tiered import TieredCache
 from .cache.topology import close_client, parse_redis_url
-from .database import create_domain_engine
+from .database import create_domain_engine, enforce_integrity
 from .entities import Entity, UserProfile
 from .errors import ConfigurationError, ConflictError, ValidationError
 from .manifests import load_manifests
@@ -84,6 +84,7 @@ class Domain:
         self.engine: Engine = engine or create_domain_engine(
             self.settings.database_url, **(engine_options or {})
         )
+        enforce_integrity(self.engine)  # foreign keys on every SQLite engine, injected too
         self.session_factory: sessionmaker[Session] = sessionmaker(
             self.engine, expire_on_commit=False
         )
@@ -140,7 +141,7 @@ class Domain:
             self._listener = InvalidationListener(
                 target,
                 guard.client,
-                keys.channel(),
+                keys,
                 guard.origin,
                 drop=cache.drop_local,
                 gap=gap,

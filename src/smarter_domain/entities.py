@@ -2,7 +2,8 @@
 
 They are never ORM instances: a cached value cannot lazy-load, expire or be flushed by
 accident. ``version`` starts at 1 and grows by one on every committed update, so two copies
-of an entity can be ordered.
+of an entity can be ordered. ``tags`` and ``annotations`` are the manifest metadata of Smarter
+(tuples, so an entity stays hashable; annotations are ``(key, value)`` pairs in order).
 """
 
 from __future__ import annotations
@@ -12,6 +13,16 @@ from datetime import datetime
 from typing import ClassVar
 
 from .errors import AccountNotFound, UserNotFound, UserProfileNotFound
+
+ID_MIN, ID_MAX = -(2**31), 2**31 - 1
+"""The range of the id columns (``Integer``: PostgreSQL's int4) on every backend: an id outside
+it names no row, and is never sent to the database (SQLite overflows on 2**63)."""
+
+
+def is_valid_id(value: object) -> bool:
+    """An int (not a bool, not an int subclass) the id columns can hold. Anything else names no
+    entity, and must not reach a cache key either: ``"1"`` would be keyed like ``1``."""
+    return type(value) is int and ID_MIN <= value <= ID_MAX
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -37,6 +48,8 @@ class Account:
     language: str = ""
     timezone: str = ""
     currency: str = ""
+    tags: tuple[str, ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
     version: int = 1
 
 
@@ -54,6 +67,8 @@ class User:
     is_superuser: bool = False
     is_active: bool = True
     last_login: datetime | None = None
+    tags: tuple[str, ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
     version: int = 1
 
 
@@ -71,6 +86,8 @@ class UserProfile:
     name: str = ""
     description: str = ""
     is_test: bool = False
+    tags: tuple[str, ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
     version: int = 1
 
     @property

@@ -46,3 +46,13 @@ class ConfigurationError(SmarterError):
 
 class PermissionDenied(SmarterError):
     """The actor may not do this."""
+
+
+class DatabaseError(SmarterError):
+    """The database could not do what was asked: unreachable, timed out, or it refused the
+    statement. The driver's exception is chained as ``__cause__``."""
+
+
+class NotMigratedError(DatabaseError):
+    """The database has no smarter-domain schema, or an older one: run the migrations
+    (``domain.migrate()`` or ``smarter-domain migrate``)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     DateTime,
     Dialect,
@@ -49,6 +50,17 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def tags_column() -> Mapped[list[str]]:
+    """Smarter's ``metadata.tags``: a JSON list of strings, in order."""
+    return mapped_column(JSON, default=list, server_default=text("'[]'"))
+
+
+def annotations_column() -> Mapped[dict[str, str]]:
+    """Smarter's ``metadata.annotations``: a JSON object of strings, in order (``JSON``, not
+    ``JSONB``, keeps the keys' order on PostgreSQL)."""
+    return mapped_column(JSON, default=dict, server_default=text("'{}'"))
+
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -82,6 +94,8 @@ class AccountRow(Base):
     language: Mapped[str] = mapped_column(String(35), default="")
     timezone: Mapped[str] = mapped_column(String(64), default="")
     currency: Mapped[str] = mapped_column(String(3), default="")
+    tags: Mapped[list[str]] = tags_column()
+    annotations: Mapped[dict[str, str]] = annotations_column()
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     version: Mapped[int] = mapped_column(Integer, default=1)
@@ -112,6 +126,8 @@ class UserRow(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     date_joined: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    tags: Mapped[list[str]] = tags_column()
+    annotations: Mapped[dict[str, str]] = annotations_column()
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     __mapper_args__ = {"version_id_col": version}
@@ -130,6 +146,8 @@ class UserProfileRow(Base):
     name: Mapped[str] = mapped_column(String(255), default="")
     description: Mapped[str] = mapped_column(Text, default="")
     is_test: Mapped[bool] = mapped_column(Boolean, default=False)
+    tags: Mapped[list[str]] = tags_column()
+    annotations: Mapped[dict[str, str]] = annotations_column()
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     version: Mapped[int] = mapped_column(Integer, default=1)

@@ -29,7 +29,9 @@ class UnitOfWork:
 
     Leaving the block without ``commit()`` rolls back. After a commit the recorded changes go
     to each ``after_commit`` hook (cache invalidation, signals); a hook that fails is logged
-    and never undoes or fails the committed write.
+    and never undoes or fails the committed write. Database failures (of commit and rollback
+    too) raise the library's typed errors; when the block already failed, a rollback or close
+    that fails as well (the connection died) is logged and the block's own error goes on.
     """
 
     session: Session
@@ -58,10 +60,22 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        try:
-            self.rollback()
-        finally:
-            self.session.close()
+        failure: Exception | None = None
+        for step in (self.rollback, self._close):
+            try:
+                step()
+            except Exception as step_failure:
+                if exc is None and failure is None:
+                    failure = step_failure
+                else:
+                    log.warning(
+                        "unit of work: %s failed after %r",
+                        step.__name__.strip("_"),
+                        exc or failure,
+                        exc_info=True,
+                    )
+        if failure is not None:
+            raise failure
 
     # The Scope protocol: every repository call shares this session.
     def reading(self) -> nullcontext[Session]:
@@ -90,8 +104,13 @@ class UnitOfWork:
         return committed
 
     def rollback(self) -> None:
-        self.session.rollback()
         self._changes = []
+        with translated_errors():
+            self.session.rollback()
+
+    def _close(self) -> None:
+        with translated_errors():
+            self.session.close()
 
 
 class AutoCommitScope:

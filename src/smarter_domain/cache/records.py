@@ -20,6 +20,8 @@ class ProfileRecord:
     description: str
     is_test: bool
     version: int
+    tags: tuple[str, ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def of(cls, profile: UserProfile) -> ProfileRecord:
@@ -33,6 +35,8 @@ class ProfileRecord:
             description=profile.description,
             is_test=profile.is_test,
             version=profile.version,
+            tags=profile.tags,
+            annotations=profile.annotations,
         )
 
     def hydrate(self, user: User, account: Account) -> UserProfile:
@@ -46,4 +50,6 @@ class ProfileRecord:
             description=self.description,
             is_test=self.is_test,
             version=self.version,
+            tags=self.tags,
+            annotations=self.annotations,
         )

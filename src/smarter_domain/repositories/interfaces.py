@@ -1,19 +1,28 @@
 """One repository interface per aggregate. SQL, cached and test implementations all fit these.
 
-Single lookups return ``None`` when nothing matches; the account utilities decide whether a
-miss is an error. Writes take keyword fields checked at run time as well as by the type
-checker, and raise ``ValidationError`` / ``ConflictError`` / ``NotFoundError``.
+Single lookups return ``None`` when nothing matches (lists ``[]``, ``get_many`` ``{}``), also
+for what no row can hold: an id that is not an int or lies outside the id columns' range, text
+with a NUL character or a lone surrogate. The account utilities decide whether a miss is an
+error. Writes take keyword fields checked at run time as well as by the type checker, and raise
+``ValidationError`` / ``ConflictError`` / ``NotFoundError``; a database that fails raises
+``DatabaseError`` (``NotMigratedError`` when its schema is missing or older).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol, TypedDict
 
 from typing_extensions import Unpack
 
 from ..entities import Account, User, UserProfile
+
+Tags = Sequence[str]
+"""Smarter's ``metadata.tags``: strings, in order (entities hold them as a tuple)."""
+Annotations = Mapping[str, str] | Sequence[tuple[str, str]]
+"""Smarter's ``metadata.annotations``: a mapping or ``(key, value)`` pairs, keys unique;
+entities hold them as a tuple of pairs, in order."""
 
 
 class AccountFields(TypedDict, total=False):
@@ -31,6 +40,8 @@ class AccountFields(TypedDict, total=False):
     language: str
     timezone: str
     currency: str
+    tags: Tags
+    annotations: Annotations
 
 
 class AccountChanges(AccountFields, total=False):
@@ -45,12 +56,16 @@ class UserFields(TypedDict, total=False):
     is_superuser: bool
     is_active: bool
     last_login: datetime | None
+    tags: Tags
+    annotations: Annotations
 
 
 class UserProfileFields(TypedDict, total=False):
     name: str
     description: str
     is_test: bool
+    tags: Tags
+    annotations: Annotations
 
 
 class AccountRepository(Protocol):

@@ -4,6 +4,11 @@ A repository runs inside a ``Scope``: either a unit of work (every call shares i
 and its transaction) or an auto-commit scope (each read gets a short session, each write its
 own unit of work). Every read is one indexed query; profiles load their user and account in
 the same statement.
+
+Every failure of the database reaches callers as the library's typed error, with the driver's
+exception chained (``translated_errors``); what cannot be stored (text with NUL characters or
+lone surrogates, ids outside the integer columns' range) is rejected before any SQL runs, and a
+lookup of it simply finds nothing.
 """
 
 from __future__ import annotations
@@ -16,28 +21,59 @@ from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
-from sqlalchemy import Boolean, Select, String, bindparam, select, true
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import JSON, Boolean, Select, String, bindparam, select, true
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    OperationalError,
+    PendingRollbackError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.exc import StaleDataError
 from typing_extensions import Unpack
 
 from ..account_number import generate_account_number, validate_account_number
 from ..changes import Change
-from ..entities import Account, User, UserProfile
+from ..entities import ID_MAX, ID_MIN, Account, User, UserProfile, is_valid_id
 from ..errors import (
     AccountNotFound,
     ConflictError,
+    DatabaseError,
     NotFoundError,
+    NotMigratedError,
     SmarterError,
     UserNotFound,
     UserProfileNotFound,
     ValidationError,
 )
 from ..orm import AccountRow, Base, UserProfileRow, UserRow, UTCDateTime
+from ..text import text_problem
 from .interfaces import AccountChanges, AccountFields, UserFields, UserProfileFields
 
 USERNAME_PATTERN = re.compile(r"^[\w.@+-]{1,150}$")
+
+TAG_MAX_LENGTH = 255
+ANNOTATION_KEY_MAX_LENGTH = 255
+ANNOTATION_VALUE_MAX_LENGTH = 4096
+
+
+def is_storable_text(value: object) -> bool:
+    """A str the database can compare: lookups of anything else find nothing, unasked."""
+    return isinstance(value, str) and text_problem(value) is None
+
+
+def require_id(value: object, field: str, not_found: type[NotFoundError], what: str) -> int:
+    """The id of a row a write needs: ValidationError for a non-int, ``not_found`` for an int
+    no row can have."""
+    if type(value) is not int:
+        raise ValidationError(
+            f"invalid {what} id", {field: f"must be an int, got {type(value).__name__}"}
+        )
+    if not ID_MIN <= value <= ID_MAX:
+        raise not_found(f"no {what} with id {value}")
+    return value
 
 
 class Writer(Protocol):
@@ -77,16 +113,74 @@ def conflict_from(exc: IntegrityError) -> SmarterError:
     return ConflictError("the write breaks a database constraint", {"database": text})
 
 
+NOT_MIGRATED_SQLSTATES = frozenset({"42P01", "42703"})
+"""PostgreSQL's undefined_table and undefined_column."""
+_SQLITE_NOT_MIGRATED = ("no such table", "no such column", "has no column named")
+_SECRETS = (
+    (re.compile(r"(://[^/\s:@]*:)[^@\s]*@"), r"\1***@"),  # scheme://user:password@host
+    (re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE), r"\1***"),  # key=value
+)
+
+
+def _backend(exc: DBAPIError) -> str:
+    module = type(exc.orig).__module__
+    if module.startswith("sqlite3"):
+        return "SQLite"
+    if module.startswith(("psycopg", "pg8000", "asyncpg")):
+        return "PostgreSQL"
+    return module.partition(".")[0] or "database"
+
+
+def _detail(exc: DBAPIError) -> str:
+    """The driver's message, first line only, without credentials, statement or parameters."""
+    lines = str(exc.orig).strip().splitlines()
+    text = lines[0] if lines else type(exc.orig).__name__
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text[:300]
+
+
+def _is_not_migrated(exc: DBAPIError) -> bool:
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    if code in NOT_MIGRATED_SQLSTATES:
+        return True
+    message = str(exc.orig).lower()
+    return isinstance(exc, OperationalError) and any(m in message for m in _SQLITE_NOT_MIGRATED)
+
+
+def database_error_from(exc: DBAPIError) -> SmarterError:
+    """The library's typed error for any error the driver raised."""
+    if isinstance(exc, IntegrityError):
+        return conflict_from(exc)
+    if isinstance(exc, DataError):
+        return ValidationError("the database refused a value", {"database": _detail(exc)})
+    backend = _backend(exc)
+    if _is_not_migrated(exc):
+        return NotMigratedError(
+            f"the {backend} database has no smarter-domain schema, or an older one: run "
+            "domain.migrate() or `smarter-domain migrate`"
+        )
+    return DatabaseError(f"the {backend} database failed: {_detail(exc)}")
+
+
 @contextmanager
 def translated_errors() -> Iterator[None]:
+    """Every error of the database layer, as the library's typed error (cause chained): the one
+    place reads, writes, commits and rollbacks translate them."""
     try:
         yield
-    except IntegrityError as exc:
-        raise conflict_from(exc) from exc
+    except DBAPIError as exc:
+        raise database_error_from(exc) from exc
     except StaleDataError as exc:
         raise ConflictError(
             "the row was changed or deleted by a concurrent write", {"version": str(exc)}
         ) from exc
+    except PendingRollbackError as exc:
+        raise DatabaseError(
+            "the transaction failed earlier and was rolled back: start a new unit of work"
+        ) from exc
+    except PoolTimeoutError as exc:
+        raise DatabaseError(f"no database connection became free in time: {exc}") from exc
 
 
 def check_fields(
@@ -109,6 +203,10 @@ def check_fields(
         if value is None:
             if not columns[key].nullable:
                 errors[key] = "may not be null"
+        elif isinstance(column_type, JSON):
+            problem = _metadata_problem(key, value)
+            if problem is not None:
+                errors[key] = problem
         elif isinstance(column_type, Boolean):
             if not isinstance(value, bool):
                 errors[key] = f"must be a bool, got {type(value).__name__}"
@@ -117,6 +215,8 @@ def check_fields(
                 errors[key] = "must be a timezone-aware datetime"
         elif isinstance(column_type, String) and not isinstance(value, str):
             errors[key] = f"must be a string, got {type(value).__name__}"
+        elif isinstance(column_type, String) and (problem := text_problem(str(value))):
+            errors[key] = problem
         elif (
             isinstance(column_type, String)
             and column_type.length is not None
@@ -127,6 +227,62 @@ def check_fields(
         raise ValidationError(f"invalid {row_type.__tablename__} fields", errors)
 
 
+def _text_problem(value: object, max_length: int) -> str | None:
+    if not isinstance(value, str):
+        return f"must be a string, got {type(value).__name__}"
+    if len(value) > max_length:
+        return f"at most {max_length} characters"
+    return text_problem(value)
+
+
+def _annotation_pairs(value: object) -> list[Any] | None:
+    """The (key, value) pairs of a mapping or of a sequence of pairs; None for anything else."""
+    if isinstance(value, Mapping):
+        return list(value.items())
+    if isinstance(value, list | tuple) and all(
+        isinstance(pair, list | tuple) and len(pair) == 2 for pair in value
+    ):
+        return list(value)
+    return None
+
+
+def _metadata_problem(key: str, value: object) -> str | None:
+    """What is wrong with ``tags`` (strings) or ``annotations`` (string pairs), if anything."""
+    if key == "tags":
+        if not isinstance(value, list | tuple):
+            return f"must be a sequence of strings, got {type(value).__name__}"
+        for index, tag in enumerate(value):
+            problem = _text_problem(tag, TAG_MAX_LENGTH)
+            if problem is not None:
+                return f"tag {index} {problem}"
+        return None
+    pairs = _annotation_pairs(value)
+    if pairs is None:
+        return f"must be a mapping of strings, got {type(value).__name__}"
+    seen: set[str] = set()
+    for name, text in pairs:
+        problem = _text_problem(name, ANNOTATION_KEY_MAX_LENGTH)
+        if problem is not None:
+            return f"a key {problem}"
+        problem = _text_problem(text, ANNOTATION_VALUE_MAX_LENGTH)
+        if problem is not None:
+            return f"the value of {name!r} {problem}"
+        if name in seen:
+            return f"key {name!r} given twice"
+        seen.add(name)
+    return None
+
+
+def storable(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Checked fields as the row stores them: tags a JSON list, annotations a JSON object."""
+    stored = dict(values)
+    if "tags" in stored:
+        stored["tags"] = list(stored["tags"])
+    if "annotations" in stored:
+        stored["annotations"] = dict(_annotation_pairs(stored["annotations"]) or ())
+    return stored
+
+
 _FIELD_NAMES: dict[tuple[type[Any], tuple[str, ...]], tuple[str, ...]] = {}
 
 
@@ -135,7 +291,10 @@ def _values(row: Base, entity_type: type[Any], skip: tuple[str, ...] = ()) -> di
     if names is None:
         names = tuple(f.name for f in dataclass_fields(entity_type) if f.name not in skip)
         _FIELD_NAMES[entity_type, skip] = names
-    return {name: getattr(row, name) for name in names}
+    values = {name: getattr(row, name) for name in names}
+    values["tags"] = tuple(values["tags"] or ())
+    values["annotations"] = tuple((values["annotations"] or {}).items())
+    return values
 
 
 def account_from_row(row: AccountRow) -> Account:
@@ -175,13 +334,17 @@ class _SqlRepository(Generic[RowT, EntityT]):
         return []
 
     def _one(self, stmt: Select[RowT], params: dict[str, Any] | None = None) -> EntityT | None:
-        with self._scope.reading() as session:
+        with translated_errors(), self._scope.reading() as session:
             row = session.scalars(stmt, params).one_or_none()
             return None if row is None else self._to_entity(row)
 
     def _all(self, stmt: Select[RowT]) -> list[EntityT]:
-        with self._scope.reading() as session:
+        with translated_errors(), self._scope.reading() as session:
             return [self._to_entity(row) for row in session.scalars(stmt).unique()]
+
+    def _require_id(self, entity_id: object) -> int:
+        what = self.row_type.__tablename__.removeprefix("smarter_").replace("_", " ")
+        return require_id(entity_id, "id", self.not_found, what)
 
     def _load_for_write(self, session: Session, entity_id: int) -> RowT:
         row = session.scalars(self._select().where(self.row_type.id == entity_id)).unique().first()
@@ -195,12 +358,17 @@ class _SqlRepository(Generic[RowT, EntityT]):
         return self._select().where(self.row_type.id == bindparam("id"))
 
     def get(self, entity_id: int) -> EntityT | None:
+        if not is_valid_id(entity_id):
+            return None
         return self._one(self._by_id, {"id": entity_id})
 
     def get_many(self, entity_ids: Sequence[int]) -> dict[int, EntityT]:
-        if not entity_ids:
+        if isinstance(entity_ids, str | bytes):
             return {}
-        found = self._all(self._select().where(self.row_type.id.in_(set(entity_ids))))
+        wanted = {i for i in entity_ids if is_valid_id(i)}
+        if not wanted:
+            return {}
+        found = self._all(self._select().where(self.row_type.id.in_(wanted)))
         return {entity.id: entity for entity in found}
 
     def _insert(self, writer: Writer, row: RowT) -> EntityT:
@@ -212,11 +380,12 @@ class _SqlRepository(Generic[RowT, EntityT]):
             return entity
 
     def _update(self, entity_id: int, changes: Mapping[str, object]) -> EntityT:
+        entity_id = self._require_id(entity_id)
         check_fields(self.row_type, changes, self.mutable_fields, self.immutable_fields)
-        with self._scope.writing() as writer, translated_errors():
+        with translated_errors(), self._scope.writing() as writer:
             row = self._load_for_write(writer.session, entity_id)
             before = self._to_entity(row)
-            for key, value in changes.items():
+            for key, value in storable(changes).items():
                 setattr(row, key, value)
             writer.session.flush()
             after = self._to_entity(row)
@@ -224,7 +393,8 @@ class _SqlRepository(Generic[RowT, EntityT]):
             return after
 
     def delete(self, entity_id: int) -> None:
-        with self._scope.writing() as writer, translated_errors():
+        entity_id = self._require_id(entity_id)
+        with translated_errors(), self._scope.writing() as writer:
             row = self._load_for_write(writer.session, entity_id)
             before = self._to_entity(row)
             cascaded = self._cascade(writer.session, row)
@@ -274,6 +444,8 @@ class SqlAccountRepository(_SqlRepository[AccountRow, Account]):
         )
 
     def get_by_number(self, account_number: str) -> Account | None:
+        if not is_storable_text(account_number):
+            return None
         return self._one(_ACCOUNT_BY_NUMBER, {"number": account_number})
 
     def get_default(self) -> Account | None:
@@ -294,8 +466,9 @@ class SqlAccountRepository(_SqlRepository[AccountRow, Account]):
                 lambda candidate: self.get_by_number(candidate) is not None
             )
         validate_account_number(account_number)
-        with self._scope.writing() as writer:
-            return self._insert(writer, AccountRow(account_number=account_number, **values))
+        with translated_errors(), self._scope.writing() as writer:
+            row = AccountRow(account_number=account_number, **storable(values))
+            return self._insert(writer, row)
 
     def update(self, account_id: int, **changes: Unpack[AccountChanges]) -> Account:
         if "name" in changes and not str(changes["name"]).strip():
@@ -318,9 +491,13 @@ class SqlUserRepository(_SqlRepository[UserRow, User]):
         )
 
     def get_by_username(self, username: str) -> User | None:
+        if not is_storable_text(username):
+            return None
         return self._one(_USER_BY_USERNAME, {"username": username})
 
     def list_for_account(self, account_id: int) -> list[User]:
+        if not is_valid_id(account_id):
+            return []
         return self._all(
             select(UserRow)
             .join(UserProfileRow, UserProfileRow.user_id == UserRow.id)
@@ -338,8 +515,8 @@ class SqlUserRepository(_SqlRepository[UserRow, User]):
                 {"username": "1 to 150 letters, digits and @/./+/-/_ only"},
             )
         check_fields(UserRow, fields, self.mutable_fields)
-        with self._scope.writing() as writer:
-            return self._insert(writer, UserRow(username=username, **fields))
+        with translated_errors(), self._scope.writing() as writer:
+            return self._insert(writer, UserRow(username=username, **storable(fields)))
 
     def update(self, user_id: int, **changes: Unpack[UserFields]) -> User:
         return self._update(user_id, changes)
@@ -358,9 +535,13 @@ class SqlUserProfileRepository(_SqlRepository[UserProfileRow, UserProfile]):
         return profile_from_row(row)
 
     def get_for(self, user_id: int, account_id: int) -> UserProfile | None:
+        if not (is_valid_id(user_id) and is_valid_id(account_id)):
+            return None
         return self._one(_PROFILE_FOR, {"user_id": user_id, "account_id": account_id})
 
     def list_for_account(self, account_id: int) -> list[UserProfile]:
+        if not is_valid_id(account_id):
+            return []
         return self._all(
             self._select()
             .where(UserProfileRow.account_id == account_id)
@@ -368,6 +549,8 @@ class SqlUserProfileRepository(_SqlRepository[UserProfileRow, UserProfile]):
         )
 
     def list_for_user(self, user_id: int) -> list[UserProfile]:
+        if not is_valid_id(user_id):
+            return []
         return self._all(
             self._select().where(UserProfileRow.user_id == user_id).order_by(UserProfileRow.id)
         )
@@ -378,15 +561,18 @@ class SqlUserProfileRepository(_SqlRepository[UserProfileRow, UserProfile]):
     def add(
         self, *, user_id: int, account_id: int, **fields: Unpack[UserProfileFields]
     ) -> UserProfile:
+        user_id = require_id(user_id, "user_id", UserNotFound, "user")
+        account_id = require_id(account_id, "account_id", AccountNotFound, "account")
         check_fields(UserProfileRow, fields, self.mutable_fields)
-        with self._scope.writing() as writer:
+        with translated_errors(), self._scope.writing() as writer:
             user = writer.session.get(UserRow, user_id)
             if user is None:
                 raise UserNotFound(f"no user with id {user_id}")
             account = writer.session.get(AccountRow, account_id)
             if account is None:
                 raise AccountNotFound(f"no account with id {account_id}")
-            return self._insert(writer, UserProfileRow(user=user, account=account, **fields))
+            row = UserProfileRow(user=user, account=account, **storable(fields))
+            return self._insert(writer, row)
 
     def update(self, profile_id: int, **changes: Unpack[UserProfileFields]) -> UserProfile:
         return self._update(profile_id, changes)
