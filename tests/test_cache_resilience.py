@@ -70,7 +70,7 @@ def test_processes_missing_one_key_load_it_once(
 def test_a_lock_whose_holder_died_expires(redis_domain: Domain, redis_client: redis.Redis) -> None:
     key = "smarter:v1:orphaned"
     # A holder that took the distributed lock and died: nobody will release it.
-    assert redis_client.lock(f"_lock{key}", timeout=1).acquire(blocking=False)
+    assert redis_client.lock(f"{key}#lock", timeout=1).acquire(blocking=False)
     started = time.monotonic()
     assert redis_domain.cache.get_or_load(key, lambda: "loaded") == "loaded"
     assert time.monotonic() - started < 5

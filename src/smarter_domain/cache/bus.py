@@ -5,6 +5,12 @@ so the listener is only trusted while it is subscribed and its pings come back: 
 (start-up, a lost connection, a frozen Redis) the memory tier is bypassed, and every
 (re)subscription clears it, since messages may have been missed. Each message is acknowledged,
 so a writer can wait until every subscribed process has dropped the keys.
+
+Anyone who can publish on the channel can forge a message, so a message is untrusted input: it
+is size-capped and checked field by field, it can only ever drop keys of this namespace from
+the memory tier (which costs a reload, never a stale read), and its acknowledgement goes only
+to a key of the form ``<namespace>:ack:<32 hex digits>`` that writers use, so a forged message
+cannot make listeners write to or expire any other key in Redis.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +28,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from .keys import CacheKeys
 from .resilience import REDIS_ERRORS
 from .topology import RedisTarget, close_client
 
@@ -31,6 +39,8 @@ TRUST_WINDOW = 0.3
 """The memory tier is trusted only while a ping sent less than this long ago has come back:
 its pong proves every invalidation published before that ping was handled."""
 DEAD_AFTER = 1.5
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+"""A replayed outage can publish up to 100,000 keys at once (``max_pending``); more is forged."""
 
 
 class InvalidationListener:
@@ -38,7 +48,7 @@ class InvalidationListener:
         self,
         target: RedisTarget,
         ack_client: Any,
-        channel: str,
+        keys: CacheKeys,
         origin: str,
         drop: Callable[[list[str]], None],
         gap: Callable[[], None],
@@ -46,6 +56,9 @@ class InvalidationListener:
     ) -> None:
         self._target = target
         self._ack_client = ack_client
+        self._prefix = keys.namespace + ":"
+        self._is_ack = keys.is_ack
+        channel = keys.channel()
         # A cluster uses sharded pub/sub: every listener subscribes on the shard that owns
         # the channel, so a publish's receiver count covers all of them.
         self._sharded = target.kind == "cluster"
@@ -182,24 +195,47 @@ class InvalidationListener:
                 return
         raise redis.TimeoutError(f"no {kind} confirmation")
 
-    def _handle(self, data: bytes) -> None:
+    def _parse(self, data: Any) -> tuple[list[str], str, str, float | None] | None:
+        """(keys, origin, ack key, sent time) of a well-formed message, else None."""
+        if not isinstance(data, bytes) or len(data) > MAX_MESSAGE_BYTES:
+            return None
         try:
             message = json.loads(data)
-            keys = [str(k) for k in message["k"]]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
+            return None
+        if not isinstance(message, dict):
+            return None
+        keys, origin = message.get("k"), message.get("o", "")
+        ack, sent = message.get("a", ""), message.get("t")
+        if (
+            not isinstance(keys, list)
+            or not all(type(k) is str for k in keys)
+            or type(origin) is not str
+            or type(ack) is not str
+            or (ack and not self._is_ack(ack))
+        ):
+            return None
+        ours = [k for k in keys if k.startswith(self._prefix)]
+        if not isinstance(sent, int | float) or not math.isfinite(sent):
+            sent = None
+        return ours, origin, ack, sent
+
+    def _handle(self, data: Any) -> None:
+        parsed = self._parse(data)
+        if parsed is None:
             log.warning("malformed invalidation message ignored")
             return
+        keys, origin, ack, sent = parsed
         self.messages += 1
-        if message.get("o") != self.origin:
+        if origin != self.origin:
             self._drop(keys)
-            sent = message.get("t")
-            if isinstance(sent, int | float):
+            if sent is not None:
                 self.latencies_ms.append((time.time() - sent) * 1000)
-        if message.get("a"):
+        if ack:
             try:
                 pipe = self._ack_client.pipeline(transaction=False)
-                pipe.rpush(message["a"], self.origin)
-                pipe.expire(message["a"], 10)
+                pipe.rpush(ack, self.origin)
+                pipe.expire(ack, 10)
                 pipe.execute()
             except REDIS_ERRORS as exc:
                 log.debug("could not acknowledge an invalidation: %s", exc)

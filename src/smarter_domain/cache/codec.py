@@ -93,17 +93,28 @@ def _untag(value: Any) -> Any:
 
 
 def dumps(value: Any) -> bytes:
-    """Encode ``value``; raises TypeError for a value of a type the format does not know."""
-    return MAGIC + _encoder.encode(_tag(value))
+    """Encode ``value``; raises TypeError for any value the format cannot hold: a type it does
+    not know, a string that is not valid Unicode (a lone surrogate), an int outside
+    [-2**63, 2**64 - 1], or a structure nested too deeply (or containing itself)."""
+    try:
+        return MAGIC + _encoder.encode(_tag(value))
+    except TypeError:
+        raise
+    except UnicodeEncodeError:
+        raise TypeError(
+            "cannot serialize a string that is not valid Unicode (a lone surrogate) for the cache"
+        ) from None
+    except (ValueError, OverflowError, RecursionError, msgspec.MsgspecError) as exc:
+        raise TypeError(f"cannot serialize this value for the cache: {exc}") from None
 
 
 def loads(payload: bytes) -> Any:
     """Decode a payload; raises CantDeserializeException for anything not of this format."""
     if not payload.startswith(MAGIC):
-        log.warning("cache entry of an unknown format ignored (%d bytes)", len(payload))
+        log.debug("cache entry of an unknown format ignored (%d bytes)", len(payload))
         raise CantDeserializeException()
     try:
         return _untag(_decoder.decode(memoryview(payload)[len(MAGIC) :]))
     except (Exception, RecursionError) as exc:  # whatever a hostile payload triggers
-        log.warning("undecodable cache entry ignored: %s: %s", type(exc).__name__, exc)
+        log.debug("undecodable cache entry ignored: %s: %s", type(exc).__name__, exc)
         raise CantDeserializeException() from None

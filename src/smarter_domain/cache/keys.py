@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
+import uuid
 
 from ..changes import Change
 from ..entities import Account, User, UserProfile
@@ -54,6 +56,8 @@ class CacheKeys:
         self._profile = f"{ns}:profile:"
         self._profile_for = f"{ns}:profile-for:"
         self._function = f"{ns}:fn:"
+        self._ack = f"{ns}:ack:"
+        self._ack_pattern = re.compile(re.escape(self._ack) + r"[0-9a-f]{32}", re.ASCII)
         # The hit path builds these for every lookup: remember the recent ones.
         self.account = functools.lru_cache(maxsize=65_536)(self.account)  # type: ignore[method-assign]
         self.user = functools.lru_cache(maxsize=65_536)(self.user)  # type: ignore[method-assign]
@@ -106,6 +110,15 @@ class CacheKeys:
     def channel(self) -> str:
         """The pub/sub channel invalidations of this namespace are published on."""
         return f"{self.namespace}:invalidations"
+
+    def new_ack(self) -> str:
+        """A fresh list key for one invalidation's acknowledgements."""
+        return self._ack + uuid.uuid4().hex
+
+    def is_ack(self, key: str) -> bool:
+        """Whether ``key`` is one ``new_ack`` could have made: the only keys a listener writes
+        to, whatever a (possibly forged) message names."""
+        return self._ack_pattern.fullmatch(key) is not None
 
     def pattern(self) -> str:
         """A glob for every key of this namespace."""

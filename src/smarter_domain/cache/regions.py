@@ -17,7 +17,7 @@ from ..errors import ConfigurationError
 from . import codec
 from .keys import CacheKeys
 from .lru import BoundedLRU
-from .resilience import CircuitBreaker, ResilientRedisProxy
+from .resilience import DEFAULT_MAX_VALUE_BYTES, CircuitBreaker, ResilientRedisProxy, WarnOnce, log
 from .restarts import ServerWatch
 from .stats import CacheStats
 from .topology import RedisTarget
@@ -38,6 +38,8 @@ class RedisOptions:
     """How long a write waits for the other processes to confirm they dropped its keys."""
     listen: bool = True
     """Run the invalidation listener (cross-process coherence of the memory tier)."""
+    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
+    """Entries larger than this are neither stored in nor read from Redis."""
 
 
 def memory_region(
@@ -140,11 +142,16 @@ def secure_redis_region(
     # Read the master: a replica may not have an invalidation yet.
     backend.reader_client = client
 
+    warn_once = WarnOnce(log)
+
     def deserialize(payload: bytes) -> Any:
+        # dogpile's multi-get path (the proxy has checked the header; the key is not known
+        # here): count every bad payload, log the first.
         try:
             return codec.loads(payload)
         except CantDeserializeException:
             stats.add("decode_errors")
+            warn_once("payload", "a cache entry not of the cache's typed format was ignored")
             raise
 
     def flush_namespace() -> None:
@@ -166,6 +173,7 @@ def secure_redis_region(
         generation_ttl=max(3600, expiration * 2),
         flush_namespace=flush_namespace,
         clustered=isinstance(backend, RedisClusterBackend),
+        max_value_bytes=options.max_value_bytes,
     )
     proxy.expiration_time = float(expiration)
     region.serializer = codec.dumps

@@ -4,18 +4,19 @@ Each entity is cached once, under its id. Lookups by username, account number, d
 and membership lists cache ids and hydrate from the entity entries, so invalidating an entity
 fixes every view of it; lists read their entities with one multi-get. Writes go to the wrapped
 repository; the domain invalidates what they made stale after their transaction commits.
+An id that is not an int the database can hold finds nothing and never reaches a key
+(``"1"`` would be keyed like ``1``).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from dogpile.cache.api import NO_VALUE
 from typing_extensions import Unpack
 
-from ..entities import Account, User, UserProfile
+from ..entities import Account, User, UserProfile, is_valid_id
 from ..repositories.interfaces import (
     AccountChanges,
     AccountFields,
@@ -27,8 +28,6 @@ from ..repositories.interfaces import (
 )
 from .records import ProfileRecord
 from .tiered import TieredCache
-
-log = logging.getLogger(__name__)
 
 E = TypeVar("E", Account, User, ProfileRecord)
 K = TypeVar("K")
@@ -52,11 +51,13 @@ class _EntityCache(Generic[E]):
     def _checked(self, key: str, value: Any) -> Any:
         if value is None or isinstance(value, self.kind):
             return value
-        log.warning("cache entry %s holds a %s, not a %s", key, type(value), self.kind)
+        self.cache.foreign(key, f"holds a {type(value).__name__}, not a {self.kind.__name__}")
         self.cache.invalidate([key])
         return _WRONG_TYPE
 
     def get(self, entity_id: int) -> E | None:
+        if not is_valid_id(entity_id):
+            return None
         key = self.key(entity_id)
         value = self.cache.peek(key)  # the hit path: no closure is built
         load = self.load
@@ -70,7 +71,7 @@ class _EntityCache(Generic[E]):
     def get_many(
         self, ids: Sequence[int], load: Callable[[list[int]], Mapping[int, E]]
     ) -> dict[int, E]:
-        keys = {self.key(i): i for i in ids}
+        keys = {self.key(i): i for i in ids if is_valid_id(i)}
 
         def loader(missing: list[str]) -> dict[str, E]:
             loaded = load([keys[key] for key in missing])
@@ -125,12 +126,12 @@ class _EntityCache(Generic[E]):
         value = self.cache.get_or_load(key, load_ids)
         if type(value) is list and all(type(i) is int for i in value):
             return value
-        log.warning("cache entry %s is not a list of ids", key)
+        self.cache.foreign(key, "is not a list of ids")
         self.cache.invalidate([key])
         return load_ids()
 
     def _bad_id(self, key: str, load_id: Callable[[], int | None]) -> int | None:
-        log.warning("cache entry %s is not an id", key)
+        self.cache.foreign(key, "is not an id")
         self.cache.invalidate([key])
         return load_id()
 
@@ -204,6 +205,8 @@ class CachedUserRepository:
         return self._entries.get_many(user_ids, self.inner.get_many)
 
     def list_for_account(self, account_id: int) -> list[User]:
+        if not is_valid_id(account_id):
+            return []
         key = self.keys.users_of_account(account_id)
         ids = self._entries.ids_of(key, lambda: self.inner.list_for_account(account_id))
         return in_order(ids, self.get_many(ids))
@@ -277,6 +280,8 @@ class CachedUserProfileRepository:
         return in_order(ids, self.get_many(ids))
 
     def get_for(self, user_id: int, account_id: int) -> UserProfile | None:
+        if not (is_valid_id(user_id) and is_valid_id(account_id)):
+            return None
         key = self.keys.profile_for(user_id, account_id)
         found = self._entries.id_of(
             key, lambda ids: self._record(self.inner.get_for(*ids)), (user_id, account_id)
@@ -284,10 +289,14 @@ class CachedUserProfileRepository:
         return None if found is None else self.get(found)
 
     def list_for_account(self, account_id: int) -> list[UserProfile]:
+        if not is_valid_id(account_id):
+            return []
         key = self.keys.profiles_of_account(account_id)
         return self._list(key, lambda: self.inner.list_for_account(account_id))
 
     def list_for_user(self, user_id: int) -> list[UserProfile]:
+        if not is_valid_id(user_id):
+            return []
         key = self.keys.profiles_of_user(user_id)
         return self._list(key, lambda: self.inner.list_for_user(user_id))
 

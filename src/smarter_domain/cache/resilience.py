@@ -5,16 +5,25 @@ dogpile lets a backend error reach the caller (dogpile.cache issue 189); here an
 one short socket timeout, then Redis is skipped until ``retry_after`` has passed. Deletes that
 could not reach Redis are kept and replayed before Redis serves anything again, so no entry
 invalidated during an outage is read after it.
+
+Whatever sits under a key is untrusted input (anyone who can write to Redis can put it there):
+a value that is not a well-formed entry of ours (foreign bytes, a pickle, a broken header, an
+oversized string, a hash or list where a string belongs) is a miss, counted in
+``decode_errors`` and logged once per key. It never raises and never opens the circuit
+breaker: a server that answers ``WRONGTYPE`` is up, and treating it as down would stop this
+process's invalidations while the other processes go on trusting their memory tiers.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -29,7 +38,8 @@ from dogpile.cache.api import (
 from dogpile.cache.proxy import ProxyBackend
 from dogpile.cache.region import value_version
 from redis.crc import key_slot
-from redis.exceptions import LockError, RedisClusterException, RedisError
+from redis.exceptions import LockError, RedisClusterException, RedisError, ResponseError
+from redis.lock import Lock
 
 from . import codec, scripts
 from .keys import CacheKeys
@@ -45,6 +55,56 @@ T = TypeVar("T")
 
 # dogpile's own metadata header: anything else under our keys is foreign and a miss.
 _METADATA = re.compile(rb'\{"ct": [0-9.eE+-]+, "v": [0-9]+\}\|')
+
+_MISS: SerializedReturnType = NO_VALUE
+
+DEFAULT_MAX_VALUE_BYTES = 16 * 1024 * 1024
+"""Entries larger than this are neither stored nor read (an entity is a few hundred bytes)."""
+
+
+def is_foreign_type(exc: BaseException) -> bool:
+    """Redis answered that a key holds another type (a hash where a string belongs): the value
+    is foreign, the server is fine."""
+    return isinstance(exc, ResponseError) and "WRONGTYPE" in str(exc)
+
+
+def created_at(raw: bytes) -> float | None:
+    """The creation time in dogpile's metadata header of an entry, or None when the entry is
+    not one of dogpile's (no header, a header that only looks like one, another version)."""
+    if not _METADATA.match(raw):
+        return None
+    try:
+        metadata = json.loads(raw[: raw.index(b"|")])
+    except ValueError:
+        return None
+    created = metadata.get("ct")
+    if (
+        metadata.get("v") != value_version
+        or type(created) not in (int, float)
+        or not math.isfinite(created)
+    ):
+        return None
+    return float(created)
+
+
+class WarnOnce:
+    """Log a warning the first time a key shows a problem, not on every read of it (a planted
+    value is read until something overwrites it). Remembers a bounded number of keys."""
+
+    def __init__(self, logger: logging.Logger, remember: int = 1024) -> None:
+        self._log = logger
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._remember = remember
+        self._lock = threading.Lock()
+
+    def __call__(self, key: str, message: str, *args: Any) -> None:
+        with self._lock:
+            if key in self._seen:
+                return
+            self._seen[key] = None
+            if len(self._seen) > self._remember:
+                self._seen.popitem(last=False)
+        self._log.warning(message, *args)
 
 
 class CircuitBreaker:
@@ -127,6 +187,7 @@ class ResilientRedisProxy(ProxyBackend):
         max_pending: int = 100_000,
         flush_namespace: Callable[[], None] | None = None,
         clustered: bool = False,
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
     ) -> None:
         self.breaker = breaker
         self.stats = stats
@@ -142,6 +203,8 @@ class ResilientRedisProxy(ProxyBackend):
         self._pending_lock = threading.Lock()
         self._scripts: dict[str, Any] = {}
         self.clustered = clustered
+        self.max_value_bytes = max_value_bytes
+        self._warn_once = WarnOnce(log)
 
     @property
     def pending_deletes(self) -> int:
@@ -161,7 +224,7 @@ class ResilientRedisProxy(ProxyBackend):
             script = self._scripts[name] = self.client.register_script(source)
         return script
 
-    def _call(self, default: T, operation: Callable[[], T]) -> T:
+    def _call(self, default: T, operation: Callable[[], T], key: str = "") -> T:
         if not self.breaker.allow():
             return default
         try:
@@ -169,11 +232,26 @@ class ResilientRedisProxy(ProxyBackend):
                 self.replay_pending()
             result = operation()
         except REDIS_ERRORS as exc:
+            if is_foreign_type(exc):  # Redis is up; the value under the key is not ours
+                self.foreign(key, "holds a value of another Redis type")
+                return default
+            self.stats.add("redis_errors")
+            self.breaker.failure(exc)
+            return default
+        except Exception as exc:
+            # Nothing should get here; if something does, it is treated as an outage (an
+            # invalidation is kept for replay), never passed on and never lost.
+            log.exception("unexpected error talking to Redis")
             self.stats.add("redis_errors")
             self.breaker.failure(exc)
             return default
         self.breaker.success()
         return result
+
+    def foreign(self, key: str, problem: str) -> None:
+        """Count (and log once per key) a value under one of our keys that is not ours."""
+        self.stats.add("decode_errors")
+        self._warn_once(key, "cache entry %s %s: ignored, read as a miss", key or "-", problem)
 
     def deliver_pending(self) -> None:
         """Replay held-back invalidations now if Redis may be tried (never raises)."""
@@ -238,6 +316,11 @@ class ResilientRedisProxy(ProxyBackend):
             return [False] * len(items)
         metadata = json.dumps({"ct": time.time(), "v": value_version}).encode("ascii")
         payloads = [metadata + b"|" + codec.dumps(value) for _, value in items]
+        for i, payload in enumerate(payloads):
+            if len(payload) > self.max_value_bytes:
+                # Never read back (see _entry), so never stored: the token cannot match.
+                self._warn_once(items[i][0], "cache entry %s too large to cache", items[i][0])
+                payloads[i] = b""
         ttl = self.backend.redis_expiration_time or self.generation_ttl
 
         keys = [key for key, _ in items]
@@ -250,7 +333,7 @@ class ResilientRedisProxy(ProxyBackend):
                     keys=[k for i in group for k in (keys[i], generation_key(keys[i]))],
                     args=[
                         ttl,
-                        *(generations.tokens[i] for i in group),
+                        *(generations.tokens[i] if payloads[i] else b"-" for i in group),
                         *(payloads[i] for i in group),
                     ],
                 )
@@ -290,7 +373,7 @@ class ResilientRedisProxy(ProxyBackend):
         keys = list(keys)
         if not keys:
             return True
-        ack = f"{self.keys.namespace}:ack:{uuid.uuid4().hex}" if ack_timeout > 0 else ""
+        ack = self.keys.new_ack() if ack_timeout > 0 else ""
         receivers = self._call(None, lambda: self._invalidate_now(keys, True, ack))
         if receivers is None:
             self._remember(keys)
@@ -314,7 +397,7 @@ class ResilientRedisProxy(ProxyBackend):
                 return False
             return self.client.blpop([ack], timeout=max(remaining, 0.001)) is not None
 
-        while received < expected and self._call(False, pop):
+        while received < expected and self._call(False, pop, ack):
             received += 1
         if received < expected:
             self.stats.add("ack_timeouts")
@@ -324,30 +407,44 @@ class ResilientRedisProxy(ProxyBackend):
 
     def get_value(self, key: str) -> Any:
         """The fresh value of ``key`` in Redis, or NO_VALUE (missing, expired, foreign)."""
-        raw = self.get_serialized(key)
+        raw = self._call(_MISS, lambda: self.proxied.get_serialized(key), key)
         if raw is NO_VALUE:
             return NO_VALUE
-        header, _, payload = bytes(raw).partition(b"|")
-        created = json.loads(header)["ct"]
+        created = self._created(key, raw)
+        if created is None:
+            return NO_VALUE
         if self.expiration_time and time.time() - created > self.expiration_time:
             return NO_VALUE
         try:
-            return codec.loads(payload)
+            return codec.loads(raw[raw.index(b"|") + 1 :])
         except CantDeserializeException:
-            self.stats.add("decode_errors")
+            self.foreign(key, "is not of the cache's typed format")
             return NO_VALUE
+
+    def _created(self, key: str, raw: Any) -> float | None:
+        """The creation time of an entry read from Redis; None (counted, logged once) when it
+        is not a well-formed entry of ours."""
+        if type(raw) is not bytes:
+            self.foreign(key, f"is a {type(raw).__name__}, not bytes")
+            return None
+        if len(raw) > self.max_value_bytes:
+            self.foreign(key, f"is too large ({len(raw)} bytes)")
+            return None
+        created = created_at(raw)
+        if created is None:
+            self.foreign(key, f"has no valid cache header ({len(raw)} bytes)")
+        return created
 
     # -- dogpile's backend interface ----------------------------------------------------
 
-    def _checked(self, value: SerializedReturnType) -> SerializedReturnType:
-        if value is NO_VALUE or _METADATA.match(value):
+    def _checked(self, key: str, value: SerializedReturnType) -> SerializedReturnType:
+        if value is NO_VALUE or self._created(key, value) is not None:
             return value
-        self.stats.add("decode_errors")
-        log.warning("foreign cache entry ignored (%d bytes)", len(value))
         return NO_VALUE
 
     def get_serialized(self, key: KeyType) -> SerializedReturnType:
-        return self._checked(self._call(NO_VALUE, lambda: self.proxied.get_serialized(key)))
+        raw = self._call(_MISS, lambda: self.proxied.get_serialized(key), key)
+        return self._checked(key, raw)
 
     def get_serialized_multi(self, keys: Iterable[KeyType]) -> Sequence[SerializedReturnType]:
         keys = list(keys)
@@ -365,17 +462,19 @@ class ResilientRedisProxy(ProxyBackend):
         values = self._call(None, read)
         if values is None:
             return [NO_VALUE] * len(keys)
-        return [self._checked(value) for value in values]
+        return [self._checked(key, value) for key, value in zip(keys, values, strict=True)]
 
     # Writes use SET ... EX (dogpile's backend calls SETEX, deprecated in redis-py 8).
     def set_serialized(self, key: KeyType, value: bytes) -> None:
-        backend = self.backend
-        ttl = backend.redis_expiration_time or None
-        self._call(None, lambda: backend.writer_client.set(key, value, ex=ttl))
+        self.set_serialized_multi({key: value})
 
     def set_serialized_multi(self, mapping: Mapping[KeyType, bytes]) -> None:
         backend = self.backend
         ttl = backend.redis_expiration_time or None
+        # An entry too large to be read back is not written either.
+        mapping = {k: v for k, v in mapping.items() if len(v) <= self.max_value_bytes}
+        if not mapping:
+            return
 
         def write() -> None:
             pipe = backend.writer_client.pipeline(transaction=False)
@@ -392,8 +491,41 @@ class ResilientRedisProxy(ProxyBackend):
         self.invalidate(list(keys))
 
     def get_mutex(self, key: KeyType) -> CacheMutex | None:
-        mutex = self.proxied.get_mutex(key)
-        return None if mutex is None else FallbackMutex(mutex, self.breaker, self.stats)
+        backend = self.backend
+        if not backend.distributed_lock:
+            return None  # dogpile's process-local lock
+        lock = GuardedLock(
+            backend.writer_client,
+            key + scripts.LOCK_SUFFIX,
+            timeout=backend.lock_timeout,
+            sleep=backend.lock_sleep,
+            blocking_timeout=backend.lock_blocking_timeout,
+            thread_local=False,  # dogpile's async_creation_runner releases in another thread
+        )
+        return FallbackMutex(lock, self.breaker, self.stats)
+
+
+class GuardedLock(Lock):
+    """redis-py's lock, with scripts that do not trust what is under the lock's key: a value
+    that cannot be one of our locks (another Redis type, no expiry, an expiry longer than a
+    lock's) is taken over instead of waited on, and releasing over a foreign value is a
+    no-op instead of a WRONGTYPE error."""
+
+    lua_release = None  # registered from this class's scripts, not the parent's
+    lua_extend = None
+    lua_reacquire = None
+    lua_acquire: Any = None
+    LUA_RELEASE_SCRIPT = scripts.LOCK_RELEASE
+
+    def register_scripts(self) -> None:
+        super().register_scripts()
+        cls = type(self)
+        if cls.lua_acquire is None:
+            cls.lua_acquire = self.redis.register_script(scripts.LOCK_ACQUIRE)
+
+    def do_acquire(self, token: str) -> bool:
+        ttl = int((self.timeout or 10) * 1000)
+        return bool(self.lua_acquire(keys=[self.name], args=[token, ttl], client=self.redis))
 
 
 class FallbackMutex(CacheMutex):
@@ -401,49 +533,65 @@ class FallbackMutex(CacheMutex):
 
     A lock whose holder died expires after the backend's ``lock_timeout``; a waiter that
     gives up (``lock_blocking_timeout``) goes on and loads the value itself.
+
+    dogpile shares one mutex between the threads that wait on a key, and its
+    ``async_creation_runner`` releases in another thread than the one that acquired. So each
+    acquisition records which lock it took, per thread and in order: a release by the
+    acquiring thread undoes its own; a release from a thread that holds nothing undoes the
+    oldest outstanding one.
     """
 
-    __slots__ = ("_breaker", "_local", "_redis", "_state", "_stats")
+    __slots__ = ("_breaker", "_holds", "_holds_lock", "_local", "_redis", "_stats")
 
-    def __init__(self, redis_mutex: Any, breaker: CircuitBreaker, stats: CacheStats) -> None:
-        self._redis = redis_mutex
+    def __init__(self, redis_lock: Lock, breaker: CircuitBreaker, stats: CacheStats) -> None:
+        self._redis = redis_lock
         self._local = threading.Lock()
         self._breaker = breaker
         self._stats = stats
-        self._state = threading.local()  # which lock this thread holds: dogpile shares us
+        self._holds: list[tuple[int, str]] = []  # (thread id, "redis" | "local" | "none")
+        self._holds_lock = threading.Lock()
 
-    @property
-    def _held(self) -> str | None:
-        return getattr(self._state, "held", None)
+    def _record(self, held: str) -> None:
+        with self._holds_lock:
+            self._holds.append((threading.get_ident(), held))
 
-    @_held.setter
-    def _held(self, value: str | None) -> None:
-        self._state.held = value
+    def _take_hold(self) -> str | None:
+        me = threading.get_ident()
+        with self._holds_lock:
+            for i, (thread, _) in enumerate(self._holds):
+                if thread == me:
+                    return self._holds.pop(i)[1]
+            return self._holds.pop(0)[1] if self._holds else None
+
+    def _holds_local(self) -> bool:
+        me = threading.get_ident()
+        with self._holds_lock:
+            return (me, "local") in self._holds
 
     def acquire(self, wait: bool = True) -> bool:
         if self._breaker.allow():
             try:
-                acquired = bool(self._redis.acquire(wait))
+                acquired = bool(self._redis.acquire(blocking=wait))
             except REDIS_ERRORS as exc:
                 self._stats.add("redis_errors")
                 self._breaker.failure(exc)
             else:
                 self._breaker.success()
                 if acquired:
-                    self._held = "redis"
+                    self._record("redis")
                     return True
                 if not wait:
                     return False
                 log.warning("gave up waiting for a cache lock; loading without it")
-                self._held = None
+                self._record("none")
                 return True
         acquired = self._local.acquire(wait)
         if acquired:
-            self._held = "local"
+            self._record("local")
         return acquired
 
     def release(self) -> None:
-        held, self._held = self._held, None
+        held = self._take_hold()
         if held == "local":
             self._local.release()
         elif held == "redis":
@@ -456,7 +604,7 @@ class FallbackMutex(CacheMutex):
                 self._breaker.failure(exc)
 
     def locked(self) -> bool:
-        if self._held == "local" or self._local.locked():
+        if self._holds_local() or self._local.locked():
             return True
         try:
             return bool(self._redis.locked())

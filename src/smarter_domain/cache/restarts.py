@@ -9,6 +9,11 @@ master and replica) and compares it with the marker ``<namespace>:server``. The 
 written only after a flush completes, so a connection that finds its server's run id there
 knows that server's contents are clean; otherwise it flushes (processes racing to do so only
 repeat harmless deletes). A Redis Cluster is not watched: see the README's limits.
+
+The marker is untrusted input like every key: whatever is there (garbage bytes, a pickle, an
+oversized string, a hash) is simply not this server's run id, so the namespace is flushed and
+the marker rewritten. Nothing here decodes it, and a wrong Redis type is not an error: an
+exception in this callback would fail whatever call opened the connection.
 """
 
 from __future__ import annotations
@@ -16,21 +21,19 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from redis.exceptions import ResponseError
+
 from .stats import CacheStats
 
 log = logging.getLogger("smarter_domain.cache.redis")
 
 
-def _run_id(info: bytes | str) -> str:
-    text = info.decode() if isinstance(info, bytes) else info
-    for line in text.splitlines():
-        if line.startswith("run_id:"):
-            return line.partition(":")[2].strip()
-    return ""
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value or "")
+def _run_id(info: bytes | str) -> bytes:
+    data = info if isinstance(info, bytes) else info.encode()
+    for line in data.splitlines():
+        if line.startswith(b"run_id:"):
+            return line.partition(b":")[2].strip()
+    return b""
 
 
 class ServerWatch:
@@ -44,8 +47,14 @@ class ServerWatch:
         connection.on_connect()
         connection.send_command("INFO", "server")
         run_id = _run_id(connection.read_response())
-        connection.send_command("GET", self.marker)
-        if _text(connection.read_response()) == run_id:
+        # GETRANGE reads at most a run id's length (40) of whatever is there, so an oversized
+        # value costs nothing; a hash or list under the marker answers WRONGTYPE.
+        connection.send_command("GETRANGE", self.marker, 0, 63)
+        try:
+            marker = connection.read_response()
+        except ResponseError:
+            marker = None
+        if run_id and marker == run_id:
             return
         deleted = self._flush(connection)
         connection.send_command("SET", self.marker, run_id)
@@ -68,5 +77,5 @@ class ServerWatch:
             if keys:
                 connection.send_command("UNLINK", *keys)
                 deleted += int(connection.read_response())
-            if _text(cursor) == "0":
+            if cursor in (b"0", "0", 0):
                 return deleted

@@ -4,7 +4,8 @@ The key is the function's module and qualified name plus a canonical encoding of
 arguments bound to its signature with defaults applied, so ``f(1, 2)``, ``f(1, y=2)`` and
 ``f(x=1, y=2)`` share one entry. Every argument is encoded with its type (``1``, ``"1"``,
 ``1.0`` and ``True`` differ); entities are keyed by type and id; anything else raises
-TypeError naming the argument.
+TypeError naming the argument. A closure's captured values are part of its key, so two
+closures made by one factory never share an entry.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 from dogpile.cache.api import CantDeserializeException
 
 from ..entities import Account, User, UserProfile
+from ..text import text_problem
 from . import codec
 
 P = ParamSpec("P")
@@ -31,11 +33,27 @@ R = TypeVar("R")
 
 _ENTITIES = (Account, User, UserProfile)
 _MAX_PLAIN_KEY = 160
+_MAX_JSON_INT_BITS = 2000  # well under the smallest int-to-str digit limit Python allows
+
+
+class _Unkeyable(TypeError):
+    """A value ``_canonical`` cannot encode, and why; the caller says where it was."""
 
 
 def _canonical(value: Any, name: str) -> Any:
     kind = type(value)
-    if value is None or kind in (str, int, float, bool):
+    if kind is str:
+        # NUL is keyable (JSON escapes it); a lone surrogate cannot be encoded, ever.
+        if not value.isascii():
+            problem = text_problem(value.replace("\x00", ""))
+            if problem is not None:
+                raise _Unkeyable(f"it holds a string that {problem}")
+        return value
+    if kind is int:
+        if value.bit_length() > _MAX_JSON_INT_BITS:
+            return ["int", hex(value)]  # str() of a huge int is refused (and slow)
+        return value
+    if value is None or kind is float or kind is bool:
         return value
     if kind in _ENTITIES:
         return ["E", kind.__name__, value.id]
@@ -46,8 +64,10 @@ def _canonical(value: Any, name: str) -> Any:
     if kind is dict:
         pairs = [[_canonical(k, name), _canonical(v, name)] for k, v in value.items()]
         return ["D", *sorted(pairs, key=_dump)]
-    if kind in (set, frozenset):
+    if kind is set:
         return ["S", *sorted((_canonical(item, name) for item in value), key=_dump)]
+    if kind is frozenset:
+        return ["F", *sorted((_canonical(item, name) for item in value), key=_dump)]
     if kind is dt.datetime or kind is dt.date:
         return [kind.__name__, value.isoformat()]
     if kind is Decimal or kind is uuid.UUID:
@@ -56,10 +76,20 @@ def _canonical(value: Any, name: str) -> Any:
         return ["B", value.hex()]
     if isinstance(value, enum.Enum):
         return ["enum", f"{kind.__module__}.{kind.__qualname__}", _canonical(value.value, name)]
-    raise TypeError(
-        f"cache_results cannot build a key from argument {name!r} "
-        f"of type {kind.__module__}.{kind.__qualname__}"
-    )
+    raise _Unkeyable(f"it holds a value of type {kind.__module__}.{kind.__qualname__}")
+
+
+def _keyable(value: Any, name: str, what: str) -> Any:
+    """``_canonical(value)``, or TypeError naming ``what`` (e.g. "argument 'x'")."""
+    try:
+        return _canonical(value, name)
+    except _Unkeyable as exc:
+        raise TypeError(f"cache_results cannot build a key from {what}: {exc}") from None
+    except RecursionError:
+        raise TypeError(
+            f"cache_results cannot build a key from {what}: "
+            "it is nested too deeply (or contains itself)"
+        ) from None
 
 
 def _dump(value: Any) -> str:
@@ -69,10 +99,71 @@ def _dump(value: Any) -> str:
 def argument_key(signature: inspect.Signature, args: Any, kwargs: Any) -> str:
     bound = signature.bind(*args, **kwargs)
     bound.apply_defaults()
-    text = _dump([[name, _canonical(v, name)] for name, v in bound.arguments.items()])
+    parts = [[name, _keyable(v, name, f"argument {name!r}")] for name, v in bound.arguments.items()]
+    try:
+        text = _dump(parts)
+    except RecursionError:
+        raise TypeError("cache_results cannot build a key: arguments nested too deeply") from None
     if len(text) <= _MAX_PLAIN_KEY:
         return text
     return "#" + hashlib.blake2b(text.encode(), digest_size=20).hexdigest()
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def scope_key(function: Callable[..., Any], namespace: str | None) -> str:
+    """What tells this function's entries from those of another function of the same module
+    and qualified name: ``""`` for a plain function, else ``"@"`` and a digest of the
+    ``namespace`` or, for a closure, of its captured values (read once, now, and encoded like
+    arguments: deterministic, so every process running the same code shares the entries)."""
+    if namespace is not None:
+        return "@" + _digest(_dump(["N", _check_namespace(namespace)]))
+    cells = getattr(function, "__closure__", None) or ()
+    names = getattr(getattr(function, "__code__", None), "co_freevars", ())
+    captured = []
+    for name, cell in zip(names, cells, strict=False):
+        if name == "__class__":
+            continue  # the class a method body refers to: already in the qualified name
+        try:
+            value = cell.cell_contents
+        except ValueError:  # an empty cell: a variable assigned after the decoration
+            if name == function.__name__:
+                continue  # the decorated function referring to itself (recursion)
+            raise TypeError(
+                f"cache_results cannot key closure {function.__qualname__!r}: its captured "
+                f"variable {name!r} has no value yet when it is decorated; assign it first, "
+                f"or pass cache_results(namespace='...') to name this closure's entries "
+                "yourself (closures given the same namespace share entries)"
+            ) from None
+        what = f"captured variable {name!r} of closure {function.__qualname__!r}"
+        try:
+            captured.append([name, _keyable(value, name, what)])
+        except TypeError as exc:
+            raise TypeError(
+                f"{exc}; captured values are part of a closure's key (two closures made by "
+                "one factory must not share entries): pass cache_results(namespace='...') to "
+                "name this closure's entries yourself (closures given the same namespace "
+                "share entries), or pass the value as an argument"
+            ) from None
+    if not captured:
+        return ""
+    return "@" + _digest(_dump(["C", captured]))
+
+
+def _check_namespace(namespace: str) -> str:
+    if type(namespace) is not str or not namespace or text_problem(namespace) is not None:
+        raise TypeError("cache_results(namespace=...) must be a non-empty str of valid Unicode")
+    return namespace
+
+
+def fixed_key_part(cache_key: str) -> str:
+    if type(cache_key) is not str or text_problem(cache_key.replace("\x00", "")) is not None:
+        raise TypeError("cache_results(cache_key=...) must be a str of valid Unicode")
+    if cache_key.isprintable():
+        return "=" + cache_key
+    return "~" + _digest(cache_key)  # NUL and other controls never reach a key raw
 
 
 class CachedFunction(Generic[P, R]):
@@ -84,14 +175,17 @@ class CachedFunction(Generic[P, R]):
         timeout: float | None,
         cache_key: str | None,
         domain: Any = None,
+        namespace: str | None = None,
     ) -> None:
         functools.update_wrapper(self, function)
         self.function = function
         self.timeout = timeout
         self.fixed_key = cache_key
+        self._fixed_part = None if cache_key is None else fixed_key_part(cache_key)
         self._domain = domain
         self._signature = inspect.signature(function)
-        self._name = f"{function.__module__}.{function.__qualname__}"
+        scope = scope_key(function, namespace)
+        self._name = f"{function.__module__}.{function.__qualname__}{scope}"
 
     def _cache(self) -> Any:
         if self._domain is not None:
@@ -103,8 +197,8 @@ class CachedFunction(Generic[P, R]):
     def key(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """The cache key of this call (the same for every call form of the same arguments)."""
         cache = self._cache()
-        if self.fixed_key is not None:
-            return str(cache.keys.function(self._name, "=" + self.fixed_key))
+        if self._fixed_part is not None:
+            return str(cache.keys.function(self._name, self._fixed_part))
         return str(cache.keys.function(self._name, argument_key(self._signature, args, kwargs)))
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -137,18 +231,34 @@ class CachedFunction(Generic[P, R]):
 
 
 def cache_results(
-    timeout: float | None = None, cache_key: str | None = None, *, domain: Any = None
+    timeout: float | None = None,
+    cache_key: str | None = None,
+    *,
+    domain: Any = None,
+    namespace: str | None = None,
 ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]:
     """Memoize a function in the default domain's cache tiers (or ``domain=``'s).
 
     ``timeout`` (seconds) defaults to the domain's ``cache_ttl``. ``None`` results are
-    cached, exceptions are not. A result the cache format cannot hold raises TypeError.
+    cached, exceptions are not. A result the cache format cannot hold raises TypeError, and
+    so does an argument it cannot key (naming it).
+
+    A closure's captured values are part of its key, read once when it is decorated and
+    encoded like arguments, so two closures made by one factory with different values never
+    share an entry, while the same values share it in every process. A captured value it
+    cannot key (or a variable still unassigned when decorated, other than the function's own
+    name) raises TypeError at decoration time; ``namespace="..."`` then names the closure's
+    entries instead of its captured values (closures given the same namespace share entries).
     """
 
     if dataclasses.is_dataclass(timeout) or callable(timeout):
         raise TypeError("use @cache_results() or @cache_results(timeout=...), with parentheses")
+    if cache_key is not None:
+        fixed_key_part(cache_key)
+    if namespace is not None:
+        _check_namespace(namespace)
 
     def decorate(function: Callable[P, R]) -> CachedFunction[P, R]:
-        return CachedFunction(function, timeout, cache_key, domain)
+        return CachedFunction(function, timeout, cache_key, domain, namespace)
 
     return decorate

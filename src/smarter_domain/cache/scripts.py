@@ -10,6 +10,10 @@ before a writer's commit can never put that row back after the writer's invalida
 lease idea of "Scaling Memcache at Facebook", with random tokens). A restarted, empty Redis
 has no tokens, and a missing token never matches, so a load that straddles a restart is not
 stored either.
+
+Anyone who can write to Redis can put anything under these keys: every script reads them with
+``redis.pcall`` and a type check, so a hash, a list or an oversized string where a token
+belongs is a token that never matches (and is replaced), never a script error.
 """
 
 from __future__ import annotations
@@ -34,11 +38,28 @@ end
 return 0
 """
 
-GENERATIONS = """
--- KEYS: token1, token2, ...  ARGV: a fresh token for the missing ones, token ttl
+MAX_TOKEN_BYTES = 64
+"""Tokens are 32 hex characters; anything longer under a token key is foreign."""
+
+# A token as a script reads it: a string of sane length, else false (missing, of another
+# Redis type, or oversized).
+_READ_TOKEN = f"""
+local function token_of(key)
+  local token = redis.pcall('GET', key)
+  if type(token) ~= 'string' or #token > {MAX_TOKEN_BYTES} then
+    return false
+  end
+  return token
+end
+"""
+
+GENERATIONS = (
+    _READ_TOKEN
+    + """
+-- KEYS: token1, token2, ...  ARGV: a fresh token for the missing (or foreign) ones, token ttl
 local result = {}
 for i, key in ipairs(KEYS) do
-  local token = redis.call('GET', key)
+  local token = token_of(key)
   if not token then
     redis.call('SET', key, ARGV[1], 'EX', ARGV[2])
     token = ARGV[1]
@@ -47,13 +68,16 @@ for i, key in ipairs(KEYS) do
 end
 return result
 """
+)
 
-FILL = """
+FILL = (
+    _READ_TOKEN
+    + """
 -- KEYS: entry1, token1, ...  ARGV: entry ttl, expected token 1..n, payload 1..n
 local n = #KEYS / 2
 local stored = {}
 for i = 1, n do
-  if redis.call('GET', KEYS[2 * i]) == ARGV[1 + i] then
+  if token_of(KEYS[2 * i]) == ARGV[1 + i] then
     redis.call('SET', KEYS[2 * i - 1], ARGV[1 + n + i], 'EX', ARGV[1])
     stored[i] = 1
   else
@@ -61,4 +85,34 @@ for i = 1, n do
   end
 end
 return stored
+"""
+)
+
+LOCK_SUFFIX = "#lock"
+"""A cache lock is ``key#lock``: inside the namespace (a flush drops it), and no entry key ends
+so (entry keys are digested when a part is odd, and ``#`` never starts a plain part)."""
+
+LOCK_ACQUIRE = """
+-- KEYS: lock  ARGV: token, ttl in ms
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return 1
+end
+-- Our locks are strings that expire within ttl: anything else there is foreign (planted, or
+-- left by a crashed holder of another version) and is taken over, never waited on forever.
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl == -1 or ttl > tonumber(ARGV[2]) or redis.call('TYPE', KEYS[1]).ok ~= 'string' then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+LOCK_RELEASE = """
+-- KEYS: lock  ARGV: token
+local token = redis.pcall('GET', KEYS[1])
+if type(token) ~= 'string' or token ~= ARGV[1] then
+  return 0
+end
+redis.call('DEL', KEYS[1])
+return 1
 """

@@ -25,7 +25,7 @@ from ..changes import Change
 from .bus import TRUST_WINDOW
 from .keys import CacheKeys
 from .lru import BoundedLRU
-from .resilience import ResilientRedisProxy
+from .resilience import ResilientRedisProxy, WarnOnce
 from .singleflight import SingleFlight
 from .stats import CacheStats
 from .stripes import Snapshot, Stripes
@@ -83,6 +83,13 @@ class TieredCache:
         self._recent = self._lru.data if self._lru is not None else None
         self._hit = self.stats.memory_hit
         self._ttl = float(memory.expiration_time or 0)
+        self._warn_once = WarnOnce(log)
+
+    def foreign(self, key: str, problem: str) -> None:
+        """A value of the wrong type under ``key`` (well-formed, but not what the key holds):
+        counted in ``decode_errors`` and logged once per key; the caller drops and reloads it."""
+        self.stats.add("decode_errors")
+        self._warn_once(key, "cache entry %s %s: ignored, reloaded", key, problem)
 
     # -- reads ----------------------------------------------------------------------------
 
