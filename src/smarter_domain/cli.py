@@ -2,19 +2,29 @@
 and look at the cache. With no sub-command it migrates, bootstraps and prints the platform
 admin's profile.
 
-Exit codes: 0 success, 1 a user error (one line on stderr, no traceback), 2 bad usage.
+Exit codes: 0 success, 1 any error (one line on stderr, no traceback), 2 bad usage.
+
+Every error, the library's own or not (a database that is unreachable or not migrated, a bad
+Redis URL, an unexpected exception), is printed as one line, ``Error: Type: message``, with
+exit code 1. Set ``SMARTER_DEBUG=1`` in the environment to get the traceback instead.
+
+Only ``migrate``, the bare command (setup) and ``demo`` may create a SQLite database file;
+every other command on a SQLite file that does not exist says so (``no database at PATH:
+run `smarter-domain migrate```) and creates nothing. Manifest files (and stdin, ``-f -``) must
+be UTF-8 (a byte order mark is allowed).
 """
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
-import functools
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import IO, Any, TypeVar
 
 import click
 import yaml
@@ -24,15 +34,26 @@ from rich.table import Table
 from .brokers import BROKERS, Broker
 from .cache.resilience import REDIS_ERRORS
 from .cache.topology import close_client, parse_redis_url
+from .database import normalize_url
 from .domain import Domain
 from .entities import Account, User, UserProfile
-from .errors import NotFoundError, SmarterError, ValidationError
+from .errors import NotFoundError, NotMigratedError, SmarterError, ValidationError
+from .manifests import MAX_TEXT
 from .platform_account import SMARTER_ACCOUNT_NUMBER, SMARTER_ADMIN_USERNAME
 from .resources import resource_directory
 from .settings import Settings
 from .urls import account_number_from_url
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+DEBUG_ENV = "SMARTER_DEBUG"
+"""Set to 1 to see the traceback of an error instead of its one line."""
+MIGRATE_HINT = "run `smarter-domain migrate`"
+MAX_MESSAGE = 1000
+"""The most characters of an error's one line."""
+MAX_MANIFEST_BYTES = 4 * MAX_TEXT + 3
+"""A manifest file is read up to this: no UTF-8 text of ``MAX_TEXT`` characters (and a BOM)
+is longer."""
 
 KINDS = {
     "account": "Account",
@@ -58,13 +79,13 @@ class Context:
     actor_name: str
 
     @contextmanager
-    def domain(self) -> Iterator[Domain]:
+    def domain(self, *, create: bool = False) -> Iterator[Domain]:
+        """The Domain of the options; unless ``create``, a SQLite file must already exist."""
         env = Settings.from_env()
-        with Domain(
-            self.database_url or env.database_url,
-            self.redis_url or env.redis_url,
-            env.cache_ttl,
-        ) as domain:
+        database_url = self.database_url or env.database_url
+        if not create:
+            require_database(database_url)
+        with Domain(database_url, self.redis_url or env.redis_url, env.cache_ttl) as domain:
             yield domain
 
     def actor(self, domain: Domain) -> UserProfile:
@@ -79,17 +100,77 @@ class Context:
         return (platform or profiles)[0]
 
 
-def user_errors(function: F) -> F:
-    """Turn the library's errors into one-line messages and exit code 1."""
+def sqlite_path(database_url: str) -> Path | None:
+    """The file of a SQLite database URL, or None (not SQLite, in memory, or unparsable:
+    the Domain reports those)."""
+    try:
+        url = normalize_url(database_url)
+    except SmarterError:
+        return None
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:"):  # a URI filename (?uri=true)
+        if url.query.get("mode") == "memory" or "mode=memory" in database:
+            return None
+        database = database.removeprefix("file:").split("?", 1)[0]
+        if database.startswith("//"):
+            database = database[2:]
+    return Path(database)
 
-    @functools.wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+
+def require_database(database_url: str) -> None:
+    """Refuse a SQLite file that does not exist: connecting would create an empty one."""
+    path = sqlite_path(database_url)
+    if path is not None and not path.exists():
+        raise NotMigratedError(f"no database at {path}: {MIGRATE_HINT}")
+
+
+def _not_migrated(exc: BaseException) -> bool:
+    """A driver's error for a missing table: the schema is not there (until the repositories
+    raise NotMigratedError for it)."""
+    text = f"{exc} {exc.__cause__ or ''}"
+    return "no such table" in text or "UndefinedTable" in text
+
+
+def error_line(exc: BaseException) -> str:
+    """``exc`` as one line: ``Type: message``, whitespace folded, cut at MAX_MESSAGE."""
+    message = " ".join(str(exc).split())
+    if not isinstance(exc, SmarterError):
+        # Another library's message may go on for lines (SQL, parameters, links): its first
+        # line says what went wrong.
+        message = " ".join(str(exc).strip().split("\n", 1)[0].split())
+    line = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    # Printable on any terminal: a lone surrogate (from a file name, say) is escaped.
+    line = line.encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(line) > MAX_MESSAGE:
+        line = f"{line[: MAX_MESSAGE - 3]}..."
+    if (isinstance(exc, NotMigratedError) or _not_migrated(exc)) and (
+        "`smarter-domain migrate`" not in line
+    ):
+        line = f"{line} ({MIGRATE_HINT})"
+    elif not isinstance(exc, SmarterError):
+        line = f"{line} ({DEBUG_ENV}=1 shows the traceback)"
+    return line
+
+
+def debugging() -> bool:
+    return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+class SmarterGroup(click.Group):
+    """Prints any error of a command as one line (exit 1), or with ``SMARTER_DEBUG=1`` lets
+    the traceback through; click's own exits (usage: 2) are left to click."""
+
+    def invoke(self, ctx: click.Context) -> Any:
         try:
-            return function(*args, **kwargs)
-        except SmarterError as exc:
-            raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
-
-    return cast(F, wrapper)
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            if debugging():
+                raise
+            raise click.ClickException(error_line(exc)) from None
 
 
 def output_option(default: str = "table") -> Callable[[F], F]:
@@ -142,7 +223,7 @@ def emit_entities(kind: str, entities: list[Any], output: str) -> None:
     Console().print(table)
 
 
-@click.group(invoke_without_command=True)
+@click.group(cls=SmarterGroup, invoke_without_command=True)
 @click.option("--database-url", envvar="SMARTER_DATABASE_URL", help="default: SQLite file")
 @click.option("--redis-url", envvar="SMARTER_REDIS_URL", help="default: memory tier only")
 @click.option(
@@ -165,17 +246,15 @@ def main(
 
 @main.command()
 @click.pass_obj
-@user_errors
 def migrate(obj: Context) -> None:
     """Bring the database schema to the newest migration."""
-    with obj.domain() as domain:
+    with obj.domain(create=True) as domain:
         domain.migrate()
         click.echo(f"migrated {domain.engine.url.render_as_string(hide_password=True)}")
 
 
 @main.command()
 @click.pass_obj
-@user_errors
 def bootstrap(obj: Context) -> None:
     """Create the platform account and its admin (idempotent)."""
     with obj.domain() as domain:
@@ -185,10 +264,9 @@ def bootstrap(obj: Context) -> None:
 
 @main.command()
 @click.pass_obj
-@user_errors
 def setup(obj: Context) -> None:
     """Migrate, bootstrap, and print the platform admin's profile."""
-    with obj.domain() as domain:
+    with obj.domain(create=True) as domain:
         domain.migrate()
         profile = domain.bootstrap()
     emit(plain(profile), "json")
@@ -198,13 +276,9 @@ def setup(obj: Context) -> None:
 @click.option("-f", "--filename", "path", required=True, type=click.Path(allow_dash=True))
 @output_option()
 @click.pass_obj
-@user_errors
 def apply(obj: Context, path: str, output: str) -> None:
     """Apply the manifests of a YAML file (several --- documents: one transaction)."""
-    try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text()
-    except OSError as exc:
-        raise ValidationError(f"cannot read {path}: {exc.strerror}") from None
+    text = read_manifest(path)
     with obj.domain() as domain:
         entities = domain.apply_all(text, actor=obj.actor(domain))
     if output == "table":
@@ -212,6 +286,33 @@ def apply(obj: Context, path: str, output: str) -> None:
             click.echo(f"{type(entity).__name__} {_label(entity)} applied")
     else:
         emit(plain(entities), output)
+
+
+def read_manifest(path: str) -> str:
+    """The text of a manifest file (``-``: stdin): UTF-8, strictly, a byte order mark
+    allowed, at most ``MAX_MANIFEST_BYTES``."""
+    name = "stdin" if path == "-" else path
+    try:
+        if path == "-":
+            data = _read_at_most(sys.stdin.buffer)
+        else:
+            with open(path, "rb") as stream:
+                data = _read_at_most(stream)
+    except OSError as exc:
+        raise ValidationError(f"cannot read {name}: {exc.strerror or exc}") from None
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ValidationError(f"cannot read {name}: larger than {MAX_MANIFEST_BYTES} bytes")
+    try:
+        return codecs.decode(data, "utf-8-sig", "strict")
+    except UnicodeDecodeError as exc:
+        raise ValidationError(
+            f"cannot read {name}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+            f"{exc.start})"
+        ) from None
+
+
+def _read_at_most(stream: IO[bytes]) -> bytes:
+    return stream.read(MAX_MANIFEST_BYTES + 1)
 
 
 def _label(entity: Any) -> str:
@@ -244,7 +345,6 @@ def _broker(domain: Domain, kind: str, actor: UserProfile, name: str) -> Broker[
 @click.argument("name", required=False)
 @output_option()
 @click.pass_obj
-@user_errors
 def get(obj: Context, kind: str, name: str | None, output: str) -> None:
     """List accounts, users or profiles (those the actor may see)."""
     kind = _kind(kind)
@@ -257,7 +357,6 @@ def get(obj: Context, kind: str, name: str | None, output: str) -> None:
 @click.argument("name")
 @output_option("yaml")
 @click.pass_obj
-@user_errors
 def describe(obj: Context, kind: str, name: str, output: str) -> None:
     """Print the manifest of one entity as it now stands."""
     with obj.domain() as domain:
@@ -269,7 +368,6 @@ def describe(obj: Context, kind: str, name: str, output: str) -> None:
 @click.argument("kind")
 @click.argument("name")
 @click.pass_obj
-@user_errors
 def delete(obj: Context, kind: str, name: str) -> None:
     """Delete one entity (profiles of a deleted account or user go with it)."""
     kind = _kind(kind)
@@ -296,7 +394,6 @@ def cache() -> None:
 @cache.command("stats")
 @output_option()
 @click.pass_obj
-@user_errors
 def cache_stats(obj: Context, output: str) -> None:
     """This process's counters, and the Redis tier's entries."""
     with obj.domain() as domain:
@@ -320,7 +417,6 @@ def cache_stats(obj: Context, output: str) -> None:
 @click.argument("kind")
 @click.argument("name")
 @click.pass_obj
-@user_errors
 def cache_invalidate_command(obj: Context, kind: str, name: str) -> None:
     """Drop every cached entry about one entity, in every tier."""
     kind = _kind(kind)
@@ -331,7 +427,6 @@ def cache_invalidate_command(obj: Context, kind: str, name: str) -> None:
 
 @main.command()
 @click.pass_context
-@user_errors
 def demo(ctx: click.Context) -> None:
     """The README walkthrough: migrate, bootstrap, apply the examples, show the result."""
     obj: Context = ctx.obj
