@@ -63,3 +63,9 @@ def redis_client(smarter_redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(smarter_redis_url, socket_timeout=5)
     yield client
     client.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def either_tier(request: pytest.FixtureRequest) -> Domain:
+    """The default domain: memory tier only, or both tiers on the session's real Redis."""
+    return request.getfixturevalue("domain" if request.param == "memory" else "redis_domain")

@@ -14,7 +14,7 @@ import smarter_domain as sd
 from smarter_domain import AccountBroker, Domain, UserBroker, UserProfileBroker, cache_invalidate
 from smarter_domain.testing import AccountFactory, UserFactory, UserProfileFactory
 
-from .builders import user_manifest
+from .builders import profile_manifest, user_manifest
 
 
 def account_manifest(name: str = "acme", **config: Any) -> dict[str, Any]:
@@ -23,15 +23,6 @@ def account_manifest(name: str = "acme", **config: Any) -> dict[str, Any]:
         "kind": "Account",
         "metadata": {"name": name, "description": f"{name} corp"},
         "spec": {"config": {"companyName": f"{name.title()} Corp", "country": "US", **config}},
-    }
-
-
-def profile_manifest(username: str, account_number: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "smarter.sh/v1",
-        "kind": "UserProfile",
-        "metadata": {"name": f"{username}-member"},
-        "spec": {"username": username, "accountNumber": account_number, **spec},
     }
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -59,14 +58,10 @@ def describe(entity: Any) -> str:
     return f"{type(entity).__name__}:{entity.id}"
 
 
-@pytest.fixture(params=["memory", "redis"])
-def cached_domain(request: pytest.FixtureRequest) -> Iterator[Domain]:
-    """cache_results on the default domain: memory tier only, or both tiers on real Redis."""
+@pytest.fixture
+def cached_domain(either_tier: Domain) -> Domain:
     calls.clear()
-    if request.param == "memory":
-        yield request.getfixturevalue("domain")
-    else:
-        yield request.getfixturevalue("redis_domain")
+    return either_tier
 
 
 pytestmark = pytest.mark.smarter_backends("sqlite")

@@ -4,7 +4,6 @@ PostgreSQL + Redis."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -13,17 +12,15 @@ import yaml
 
 import smarter_domain as sd
 
+from .builders import cli_env
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 class CLI:
     def __init__(self, cwd: Path, database_url: str | None, redis_url: str | None) -> None:
         self.cwd = cwd
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTER_")}
-        if database_url:
-            self.env["SMARTER_DATABASE_URL"] = database_url
-        if redis_url:
-            self.env["SMARTER_REDIS_URL"] = redis_url
+        self.env = cli_env(database_url, redis_url)
 
     def run(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -4,7 +4,6 @@ Redis."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
 import sys
@@ -12,6 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from .builders import cli_env
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 RUN_CLI = "from smarter_domain.cli import main; main(prog_name='smarter-domain')"
@@ -41,12 +42,7 @@ class Tool:
         self, cwd: Path, database_url: str | None, redis_url: str | None = None, **env: str
     ) -> None:
         self.cwd = cwd
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTER_")}
-        if database_url:
-            self.env["SMARTER_DATABASE_URL"] = database_url
-        if redis_url:
-            self.env["SMARTER_REDIS_URL"] = redis_url
-        self.env.update(env)
+        self.env = cli_env(database_url, redis_url, **env)
 
     def run(
         self, *args: str, stdin: bytes | None = None, code: str = RUN_CLI

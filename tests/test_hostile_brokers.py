@@ -13,16 +13,7 @@ import smarter_domain as sd
 from smarter_domain import AccountBroker, Domain, UserBroker, UserProfileBroker
 from smarter_domain.testing import AccountFactory, UserFactory, UserProfileFactory
 
-from .builders import user_manifest
-
-
-def profile_manifest(username: str, account_number: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "smarter.sh/v1",
-        "kind": "UserProfile",
-        "metadata": {"name": f"{username}-member"},
-        "spec": {"username": username, "accountNumber": account_number, **spec},
-    }
+from .builders import profile_manifest, user_manifest
 
 
 def snapshot(domain: Domain) -> tuple[Any, ...]:

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -127,14 +126,10 @@ def echo(token: int) -> Any:
     return RESULTS[token]
 
 
-@pytest.fixture(params=["memory", "redis"])
-def cached_domain(request: pytest.FixtureRequest) -> Iterator[Domain]:
-    """The default domain: memory tier only, or both tiers on the session's real Redis."""
+@pytest.fixture
+def cached_domain(either_tier: Domain) -> Domain:
     calls.clear()
-    if request.param == "memory":
-        yield request.getfixturevalue("domain")
-    else:
-        yield request.getfixturevalue("redis_domain")
+    return either_tier
 
 
 fixture_settings = settings(
