@@ -385,6 +385,33 @@ def test_closure_keys_follow_captured_values(cached_domain: Domain, captured: li
     assert len(set(keys.values())) == len(keys)
 
 
+def test_lambdas_and_same_named_local_functions_never_share_an_entry(
+    cached_domain: Domain,
+) -> None:
+    """Their qualified names are not unique in a module: their code tells them apart."""
+    double = cache_results()(lambda x: x * 2)
+    triple = cache_results()(lambda x: x * 3)
+    assert (double(2), triple(2)) == (4, 6)
+
+    def factory(flag: bool) -> Any:
+        if flag:
+
+            @cache_results()
+            def f(x: int) -> str:
+                return "A"
+
+        else:
+
+            @cache_results()
+            def f(x: int) -> str:
+                return "B"
+
+        return f
+
+    assert (factory(True)(1), factory(False)(1)) == ("A", "B")
+    assert factory(True).key(1) == factory(True).key(1)
+
+
 def test_closure_keys_are_the_same_in_every_process() -> None:
     script = textwrap.dedent(
         """

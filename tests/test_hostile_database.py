@@ -319,6 +319,19 @@ def test_an_unreachable_database_is_a_database_error_without_the_password() -> N
             uow.accounts.get(1)
 
 
+def test_migrating_an_unreachable_database_is_a_database_error() -> None:
+    with Domain(UNREACHABLE) as domain, pytest.raises(errors.DatabaseError) as info:
+        domain.migrate()
+    assert "s3cret" not in str(info.value)
+    assert isinstance(info.value.__cause__, OperationalError)
+
+
+def test_a_malformed_database_url_is_a_configuration_error() -> None:
+    with pytest.raises(sd.ConfigurationError) as info:
+        Domain("postgresql://u:s3cret@host:port/db")
+    assert "s3cret" not in str(info.value)
+
+
 @pytest.mark.smarter_backends("sqlite")
 def test_a_locked_sqlite_database_is_a_database_error(smarter_database_url: str) -> None:
     engine = create_engine(smarter_database_url, connect_args={"timeout": 0.1})

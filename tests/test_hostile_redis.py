@@ -19,10 +19,13 @@ from typing import Any
 
 import pytest
 import redis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import smarter_domain as sd
 from smarter_domain import Domain, cache_results
 from smarter_domain.cache import codec
+from smarter_domain.cache.keys import CacheKeys
 from smarter_domain.cache.scripts import LOCK_SUFFIX
 from smarter_domain.testing import AccountFactory, UserFactory, UserProfileFactory
 
@@ -364,6 +367,8 @@ def test_a_forged_message_cannot_touch_keys_outside_the_namespace(
         b"[1, 2, 3]",
         b"\xff\xfe",
         json.dumps({"k": ["x" * 100] * 200_000}).encode(),  # about 20 MB
+        b'{"k": [], "o": "x", "a": "", "t": 1' + b"0" * 400 + b"}",  # too large for a float
+        b'{"k": [], "o": "x", "a": "", "t": -1' + b"0" * 400 + b"}",
     ],
     ids=lambda p: repr(p[:24]),
 )
@@ -381,3 +386,31 @@ def test_garbage_on_the_channel_neither_kills_nor_confuses_the_listener(
     redis_domain.cache.stats.reset()
     assert redis_domain.users.get(user.id) == user
     assert redis_domain.cache.stats.snapshot()["memory_hits"] == 1
+
+
+@given(st.text(max_size=40))
+@settings(max_examples=300, deadline=None)
+def test_no_lookup_text_makes_a_key_of_the_librarys_own_suffixes(text: str) -> None:
+    """A lookup of ``alice#lock`` must not be keyed as the lock of ``alice``'s entry, nor any
+    text as a generation token."""
+    keys = CacheKeys()
+    for key in (
+        keys.user_by_username(text),
+        keys.account_by_number(text),
+        keys.function("module.f", text),
+    ):
+        assert not key.endswith(LOCK_SUFFIX)
+        assert "#gen{" not in key
+    assert keys.user_by_username(text + LOCK_SUFFIX) != keys.user_by_username(text) + LOCK_SUFFIX
+
+
+def test_a_replayed_acknowledgement_does_not_stand_in_for_another_process(
+    redis_domain: Domain, redis_client: redis.Redis
+) -> None:
+    guard = redis_domain.cache.guard
+    assert guard is not None
+    ack = redis_domain.cache.keys.new_ack()
+    redis_client.rpush(ack, b"one-process", b"one-process")
+    assert not guard._wait_for_acks(ack, 2, 0.2)
+    redis_client.rpush(ack, b"one-process", b"another-process")
+    assert guard._wait_for_acks(ack, 2, 0.2)

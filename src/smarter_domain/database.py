@@ -15,7 +15,7 @@ def normalize_url(database_url: str) -> URL:
     """Parse the URL; a bare ``postgresql://`` uses psycopg 3, the driver this package ships."""
     try:
         url = make_url(database_url)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:  # ValueError: e.g. a port that is not a number
         raise ConfigurationError(f"invalid database URL: {exc}") from None
     if url.drivername in ("postgresql", "postgres"):
         url = url.set(drivername="postgresql+psycopg")

@@ -38,7 +38,12 @@ from .entities import Entity, UserProfile
 from .errors import ConfigurationError, ConflictError, ValidationError
 from .manifests import load_manifests
 from .platform_account import SMARTER_ACCOUNT_NUMBER, SMARTER_ADMIN_USERNAME
-from .repositories.sql import SqlAccountRepository, SqlUserProfileRepository, SqlUserRepository
+from .repositories.sql import (
+    SqlAccountRepository,
+    SqlUserProfileRepository,
+    SqlUserRepository,
+    translated_errors,
+)
 from .settings import DEFAULT_CACHE_TTL, Settings
 from .unit_of_work import AfterCommit, AutoCommitScope, UnitOfWork
 from .utils import AccountUtilities
@@ -165,7 +170,8 @@ class Domain:
 
     def migrate(self, revision: str = "head") -> None:
         """Bring the schema to ``revision`` with the Alembic migrations."""
-        migrations.upgrade(self.engine, revision)
+        with translated_errors():
+            migrations.upgrade(self.engine, revision)
 
     def bootstrap(self) -> UserProfile:
         """Create the platform account, its superuser and profile; safe to run any number of

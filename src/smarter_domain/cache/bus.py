@@ -43,6 +43,17 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 """A replayed outage can publish up to 100,000 keys at once (``max_pending``); more is forged."""
 
 
+def _finite(value: object) -> float | None:
+    """A message's send time, if it is a finite number (an int too large for a float is not)."""
+    if not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 class InvalidationListener:
     def __init__(
         self,
@@ -216,12 +227,13 @@ class InvalidationListener:
         ):
             return None
         ours = [k for k in keys if k.startswith(self._prefix)]
-        if not isinstance(sent, int | float) or not math.isfinite(sent):
-            sent = None
-        return ours, origin, ack, sent
+        return ours, origin, ack, _finite(sent)
 
     def _handle(self, data: Any) -> None:
-        parsed = self._parse(data)
+        try:
+            parsed = self._parse(data)
+        except Exception:  # a message is input: whatever it holds, it cannot stop the listener
+            parsed = None
         if parsed is None:
             log.warning("malformed invalidation message ignored")
             return

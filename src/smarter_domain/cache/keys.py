@@ -27,14 +27,16 @@ def _part(text: str) -> str:
 
 @functools.lru_cache(maxsize=65_536)  # bounded in count, and only short strings enter
 def _short_part(text: str) -> str:
-    if text.isprintable() and not text.startswith("#") and not _UNSAFE & set(text):
+    if text.isprintable() and not _UNSAFE & set(text):
         return text
     return _digest(text)
 
 
 # A space would split a key in logs and tools; a brace would make a Redis Cluster hash tag,
-# and the generation tokens rely on keys having none (``scripts.generation_key``).
-_UNSAFE = frozenset(" {}")
+# and the generation tokens rely on keys having none (``scripts.generation_key``); ``#``
+# starts the suffixes of the library's own keys (``#gen{...}``, ``#lock``), so no part may
+# hold one (a digest starts with it, and is fixed-length hex).
+_UNSAFE = frozenset(" {}#")
 
 
 def _digest(text: str) -> str:

@@ -58,6 +58,9 @@ _METADATA = re.compile(rb'\{"ct": [0-9.eE+-]+, "v": [0-9]+\}\|')
 
 _MISS: SerializedReturnType = NO_VALUE
 
+ACK_POLL = 0.05
+"""The longest one blocking pop for acknowledgements waits: shorter than any socket timeout."""
+
 DEFAULT_MAX_VALUE_BYTES = 16 * 1024 * 1024
 """Entries larger than this are neither stored nor read (an entity is a few hundred bytes)."""
 
@@ -388,20 +391,27 @@ class ResilientRedisProxy(ProxyBackend):
         return True
 
     def _wait_for_acks(self, ack: str, expected: int, timeout: float) -> bool:
+        """Until ``expected`` distinct processes have acknowledged (a replayed message makes a
+        listener acknowledge twice: that must not stand in for another process)."""
         deadline = time.monotonic() + timeout
-        received = 0
+        origins: set[bytes] = set()
 
         def pop() -> bool:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            return self.client.blpop([ack], timeout=max(remaining, 0.001)) is not None
+            # Short blocking pops, each well inside the socket timeout: waiting for a slow
+            # process is not Redis failing to answer.
+            popped = self.client.blpop([ack], timeout=min(max(remaining, 0.001), ACK_POLL))
+            if popped is not None:
+                origins.add(bytes(popped[1]))
+            return True
 
-        while received < expected and self._call(False, pop, ack):
-            received += 1
-        if received < expected:
+        while len(origins) < expected and self._call(False, pop, ack):
+            pass
+        if len(origins) < expected:
             self.stats.add("ack_timeouts")
-            log.debug("%d of %d processes acknowledged an invalidation", received, expected)
+            log.debug("%d of %d processes acknowledged an invalidation", len(origins), expected)
             return False
         return True
 

@@ -17,6 +17,7 @@ import functools
 import hashlib
 import inspect
 import json
+import types
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
@@ -147,9 +148,36 @@ def scope_key(function: Callable[..., Any], namespace: str | None) -> str:
                 "name this closure's entries yourself (closures given the same namespace "
                 "share entries), or pass the value as an argument"
             ) from None
-    if not captured:
-        return ""
-    return "@" + _digest(_dump(["C", captured]))
+    parts: list[Any] = []
+    if captured:
+        parts.append(["C", captured])
+    code = getattr(function, "__code__", None)
+    if "<" in function.__qualname__ and isinstance(code, types.CodeType):
+        # A lambda, or a function defined inside another: its qualified name is not unique in
+        # its module (two lambdas; a factory defining ``f`` in either branch of an ``if``), so
+        # its code is part of its identity too.
+        parts.append(["K", _code_identity(code)])
+    return "@" + _digest(_dump(parts)) if parts else ""
+
+
+def _code_identity(code: types.CodeType) -> list[Any]:
+    """What a function's code is, deterministically across processes (no ids, no hashes)."""
+    return [
+        code.co_firstlineno,
+        code.co_code.hex(),
+        list(code.co_names),
+        [_constant(c) for c in code.co_consts],
+    ]
+
+
+def _constant(value: Any) -> Any:
+    if isinstance(value, types.CodeType):
+        return _code_identity(value)
+    if isinstance(value, tuple):
+        return [_constant(v) for v in value]
+    if isinstance(value, frozenset):  # iteration order follows (randomized) str hashes
+        return sorted(repr(v) for v in value)
+    return repr(value)
 
 
 def _check_namespace(namespace: str) -> str:
