@@ -414,3 +414,29 @@ def test_a_replayed_acknowledgement_does_not_stand_in_for_another_process(
     assert not guard._wait_for_acks(ack, 2, 0.2)
     redis_client.rpush(ack, b"one-process", b"another-process")
     assert guard._wait_for_acks(ack, 2, 0.2)
+
+
+def test_connections_meeting_a_new_server_at_once_flush_it_once(
+    redis_domain: Domain, redis_client: redis.Redis
+) -> None:
+    """A second flush would delete the generation tokens of loads that began after the
+    first, refusing their fills (each process then loads again: a stampede)."""
+    guard = redis_domain.cache.guard
+    assert guard is not None
+    redis_client.flushall()  # a new server: no marker
+    guard.client.connection_pool.disconnect()
+    redis_domain.cache.stats.reset()
+    barrier = threading.Barrier(8)
+
+    def connect() -> None:
+        barrier.wait()
+        guard.client.ping()
+
+    threads = [threading.Thread(target=connect) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert redis_domain.cache.stats.snapshot()["server_changes"] == 1
+    assert redis_client.exists(f"{NAMESPACE}:server")
+    assert not redis_client.exists(f"{NAMESPACE}:server{LOCK_SUFFIX}")

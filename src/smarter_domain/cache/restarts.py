@@ -19,11 +19,16 @@ exception in this callback would fail whatever call opened the connection.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from redis.exceptions import ResponseError
 
+from . import scripts
 from .stats import CacheStats
+
+CLAIM_SECONDS = 5.0
+"""How long one connection may take to flush the namespace before another takes over."""
 
 log = logging.getLogger("smarter_domain.cache.redis")
 
@@ -39,6 +44,7 @@ def _run_id(info: bytes | str) -> bytes:
 class ServerWatch:
     def __init__(self, namespace: str, stats: CacheStats) -> None:
         self.marker = f"{namespace}:server"
+        self.claim = self.marker + scripts.LOCK_SUFFIX
         self.pattern = f"{namespace}:*"
         self.stats = stats
 
@@ -47,17 +53,14 @@ class ServerWatch:
         connection.on_connect()
         connection.send_command("INFO", "server")
         run_id = _run_id(connection.read_response())
-        # GETRANGE reads at most a run id's length (40) of whatever is there, so an oversized
-        # value costs nothing; a hash or list under the marker answers WRONGTYPE.
-        connection.send_command("GETRANGE", self.marker, 0, 63)
-        try:
-            marker = connection.read_response()
-        except ResponseError:
-            marker = None
-        if run_id and marker == run_id:
+        if run_id and self._read_marker(connection) == run_id:
             return
+        if not self._claim(connection, run_id):
+            return  # another connection flushed for this server while we waited
         deleted = self._flush(connection)
         connection.send_command("SET", self.marker, run_id)
+        connection.read_response()
+        connection.send_command("DEL", self.claim)
         connection.read_response()
         self.stats.add("server_changes")
         if deleted:
@@ -69,11 +72,44 @@ class ServerWatch:
                 deleted,
             )
 
+    def _claim(self, connection: Any, run_id: bytes) -> bool:
+        """One flush per server: the connections of every process meet a new server at once,
+        and a second flush would delete the generation tokens of loads that began after the
+        first (their fills refused, the stampede protection lost). True: this connection
+        flushes; False: the one that claimed it wrote the marker meanwhile. The claim is a
+        lock (``scripts.LOCK_ACQUIRE``: a planted value cannot hold it), and a claimer that
+        dies lets the next connection take over when it expires."""
+        deadline = time.monotonic() + CLAIM_SECONDS
+        while True:
+            connection.send_command(
+                "EVAL", scripts.LOCK_ACQUIRE, 1, self.claim, run_id, int(CLAIM_SECONDS * 1000)
+            )
+            claimed = bool(connection.read_response())
+            if self._read_marker(connection) == run_id:  # flushed by another, just now
+                if claimed:
+                    connection.send_command("DEL", self.claim)
+                    connection.read_response()
+                return False
+            if claimed or time.monotonic() > deadline:
+                return True
+            time.sleep(0.01)
+
+    def _read_marker(self, connection: Any) -> bytes | None:
+        # GETRANGE reads at most a run id's length (40) of whatever is there, so an oversized
+        # value costs nothing; a hash or list under the marker answers WRONGTYPE.
+        connection.send_command("GETRANGE", self.marker, 0, 63)
+        try:
+            marker = connection.read_response()
+        except ResponseError:
+            return None
+        return marker if isinstance(marker, bytes) else None
+
     def _flush(self, connection: Any) -> int:
-        cursor, deleted = b"0", 0
+        cursor, deleted, claim = b"0", 0, self.claim.encode()
         while True:
             connection.send_command("SCAN", cursor, "MATCH", self.pattern, "COUNT", 1000)
             cursor, keys = connection.read_response()
+            keys = [k for k in keys if k != claim]  # held until the marker is written
             if keys:
                 connection.send_command("UNLINK", *keys)
                 deleted += int(connection.read_response())
