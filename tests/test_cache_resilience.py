@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
+import smarter_domain as sd
 from smarter_domain import Domain, cache_results
 from smarter_domain.testing import RedisServer, UserFactory
 
@@ -81,18 +82,25 @@ def test_redis_down_every_call_still_succeeds_and_logs_once(
     smarter_redis_server: RedisServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Upstream defect 4."""
+    """Upstream defect 4: no read raises. A write is refused (nothing committed) with the
+    default strict consistency, and goes through with ``consistency="available"``."""
     user = UserFactory()
     assert redis_domain.users.get(user.id) == user
     smarter_redis_server.stop()
     try:
         with caplog.at_level(logging.WARNING, logger="smarter_domain"):
-            for round_ in range(5):
+            for round_ in range(6):
+                redis_domain.consistency = "strict" if round_ < 3 else "available"
                 redis_domain.cache.clear_memory()
                 assert redis_domain.users.get(user.id) == user
                 assert redis_domain.users.get_by_username(user.username) == user
                 assert redis_domain.users.list_for_account(1) == []
                 assert cached_square(round_) == round_ * round_
+                if redis_domain.consistency == "strict":
+                    with pytest.raises(sd.CacheUnavailable):
+                        redis_domain.users.update(user.id, first_name=f"n{round_}")
+                    assert redis_domain.users.inner.get(user.id) == user
+                    continue
                 updated = redis_domain.users.update(user.id, first_name=f"n{round_}")
                 assert redis_domain.users.get(user.id) == updated
                 user = updated
@@ -117,6 +125,7 @@ def test_no_stale_value_after_a_blackholed_redis_comes_back(
 ) -> None:
     """Redis hangs (SIGSTOP keeps its data) while a write commits: its invalidation cannot be
     delivered. Once Redis answers again, the stale entry it still holds is never served."""
+    redis_domain.consistency = "available"  # writes go on during the outage: the replay path
     user = UserFactory(first_name="Old")
     assert redis_domain.users.get(user.id) == user
     key = redis_domain.cache.keys.user(user.id)
@@ -142,6 +151,7 @@ def test_no_stale_value_after_a_blackholed_redis_comes_back(
 def test_a_restarted_redis_serves_no_value_from_before_the_outage(
     redis_domain: Domain, smarter_redis_server: RedisServer
 ) -> None:
+    redis_domain.consistency = "available"  # writes go on during the outage: the replay path
     user = UserFactory()
     assert redis_domain.users.get(user.id) == user
     smarter_redis_server.stop()

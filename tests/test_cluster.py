@@ -209,6 +209,7 @@ def test_a_cluster_outage_is_served_from_the_database(
 ) -> None:
     """Last in this module: it stops the module's cluster (and starts it again)."""
     domain, _ = pair
+    domain.consistency = "available"  # writes go on during the outage: the replay path
     user = UserFactory(domain=domain)
     assert domain.users.get(user.id) == user
     cluster.stop()

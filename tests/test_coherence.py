@@ -200,6 +200,7 @@ def test_the_memory_tier_is_bypassed_while_the_listener_is_down(
 def test_invalidations_during_an_outage_reach_the_other_process(
     redis_domain: Domain, other: Domain, smarter_redis_server: RedisServer
 ) -> None:
+    redis_domain.consistency = "available"  # writes go on during the outage: the replay path
     user = UserFactory(first_name="Before")
     assert other.users.get(user.id) == user  # cached in other's memory and in Redis
     smarter_redis_server.pause()

@@ -165,7 +165,7 @@ def test_an_injected_redis_region_never_unpickles(
         def __reduce__(self) -> tuple[Any, ...]:
             return (os.system, (f"touch {marker}",))
 
-    with Domain(smarter_database_url, redis_region=region) as domain:
+    with Domain(smarter_database_url, redis_region=region, consistency="available") as domain:
         user = UserFactory(domain=domain)
         client = redis.Redis.from_url(smarter_redis_url)
         client.set(
@@ -191,7 +191,7 @@ def test_an_injected_redis_region_survives_an_outage(smarter_database_url: str) 
             "connection_kwargs": {"socket_connect_timeout": 0.2, "retry": Retry(NoBackoff(), 0)},
         },
     )
-    with Domain(smarter_database_url, redis_region=region) as domain:
+    with Domain(smarter_database_url, redis_region=region, consistency="available") as domain:
         user = UserFactory(domain=domain)
         assert domain.users.get(user.id) == user
 

@@ -20,6 +20,7 @@ from .domain import Domain, configure, get_domain, set_domain
 from .entities import Account, User, UserProfile
 from .errors import (
     AccountNotFound,
+    CacheUnavailable,
     ConfigurationError,
     ConflictError,
     DatabaseError,
@@ -46,6 +47,7 @@ __all__ = [
     "AccountNotFound",
     "AccountUtilities",
     "CacheStats",
+    "CacheUnavailable",
     "Change",
     "ConfigurationError",
     "ConflictError",

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from dogpile.cache import CacheRegion
 from sqlalchemy import Engine
@@ -33,9 +33,10 @@ from .cache.resilience import REDIS_ERRORS
 from .cache.stats import CacheStats
 from .cache.tiered import TieredCache
 from .cache.topology import close_client, parse_redis_url
+from .changes import Change
 from .database import create_domain_engine, enforce_integrity
 from .entities import Entity, UserProfile
-from .errors import ConfigurationError, ConflictError, ValidationError
+from .errors import CacheUnavailable, ConfigurationError, ConflictError, ValidationError
 from .manifests import load_manifests
 from .platform_account import SMARTER_ACCOUNT_NUMBER, SMARTER_ADMIN_USERNAME
 from .repositories.sql import (
@@ -49,6 +50,12 @@ from .unit_of_work import AfterCommit, AutoCommitScope, UnitOfWork
 from .utils import AccountUtilities
 
 log = logging.getLogger(__name__)
+
+Consistency = Literal["strict", "available"]
+"""``strict`` (the default): a write that cannot reach Redis before it commits is refused
+(``CacheUnavailable``), so that no process serves the old value once it returns, whatever
+fails. ``available``: it commits anyway and its invalidation is replayed when Redis is back;
+meanwhile other processes may serve the old value."""
 
 
 class Domain:
@@ -71,7 +78,13 @@ class Domain:
         memory_cache_size: int = 10_000,
         cache_namespace: str = DEFAULT_NAMESPACE,
         redis_options: RedisOptions | None = None,
+        consistency: Consistency = "strict",
     ) -> None:
+        if consistency not in ("strict", "available"):
+            raise ConfigurationError(
+                f"consistency must be 'strict' or 'available', not {consistency!r}"
+            )
+        self.consistency: Consistency = consistency
         defaults = Settings()
         self.settings = Settings(
             database_url=database_url
@@ -98,7 +111,7 @@ class Domain:
         self.cache = self._build_cache(
             memory_region, redis_region, memory_cache_size, cache_namespace, redis_options
         )
-        self._after_commit: list[AfterCommit] = [self.cache.invalidate_changes]
+        self._after_commit: list[AfterCommit] = []
         scope = AutoCommitScope(self.session_factory, self.unit_of_work)
         self.accounts = CachedAccountRepository(SqlAccountRepository(scope), self.cache)
         self.users = CachedUserRepository(SqlUserRepository(scope), self.cache)
@@ -162,7 +175,24 @@ class Domain:
         return cls(settings.database_url, settings.redis_url, settings.cache_ttl)
 
     def unit_of_work(self) -> UnitOfWork:
-        return UnitOfWork(self.session_factory, self._after_commit)
+        return UnitOfWork(self.session_factory, self._after_commit, (self._prepare_cache,))
+
+    def _prepare_cache(self, changes: Sequence[Change]) -> Callable[[], None] | None:
+        """Before a commit: every key the changes make stale is dropped everywhere and its
+        fills held off (``TieredCache.prepare``); after the commit, released. If Redis cannot
+        be told first, ``strict`` refuses the write and ``available`` commits it and
+        invalidates afterwards (replayed if need be)."""
+        keys = self.cache.keys_of(changes)
+        if not keys:
+            return None
+        if self.cache.prepare(keys):
+            return lambda: self.cache.release(keys)
+        if self.consistency == "strict":
+            raise CacheUnavailable(
+                "the write was refused: Redis could not be told before the commit, so other "
+                "processes could go on serving the old value (nothing was committed)"
+            )
+        return lambda: self.cache.invalidate(keys)
 
     def on_commit(self, hook: AfterCommit) -> None:
         """Call ``hook(changes)`` after every unit of work of this domain commits."""

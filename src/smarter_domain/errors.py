@@ -48,6 +48,13 @@ class PermissionDenied(SmarterError):
     """The actor may not do this."""
 
 
+class CacheUnavailable(SmarterError):
+    """A write refused before its commit: with ``consistency="strict"`` (the default) every
+    write must reach the Redis tier before it commits, so that no process can serve the old
+    value after it returns, and Redis could not be reached. Nothing was committed; retry, or
+    choose ``Domain(consistency="available")`` to trade that guarantee for availability."""
+
+
 class DatabaseError(SmarterError):
     """The database could not do what was asked: unreachable, timed out, or it refused the
     statement. The driver's exception is chained as ``__cause__``."""

@@ -22,14 +22,20 @@ from .repositories.sql import (
 log = logging.getLogger(__name__)
 
 AfterCommit = Callable[[Sequence[Change]], None]
+BeforeCommit = Callable[[Sequence[Change]], Callable[[], None] | None]
+"""Called with the changes right before the commit. It may refuse the commit by raising
+(nothing is committed), and returns what to run right after the commit, or after a failed
+commit (the cache's prepare and release: see ``Domain``)."""
 
 
 class UnitOfWork:
     """``with domain.unit_of_work() as uow: ...; uow.commit()``.
 
-    Leaving the block without ``commit()`` rolls back. After a commit the recorded changes go
-    to each ``after_commit`` hook (cache invalidation, signals); a hook that fails is logged
-    and never undoes or fails the committed write. Database failures (of commit and rollback
+    Leaving the block without ``commit()`` rolls back. Right before the commit the recorded
+    changes go to each ``before_commit`` hook (the cache's prepare: it may refuse the commit);
+    after it, what those hooks returned runs, then each ``after_commit`` hook (user hooks,
+    signals); a hook that fails after the commit is logged and never undoes or fails the
+    committed write. Database failures (of commit and rollback
     too) raise the library's typed errors; when the block already failed, a rollback or close
     that fails as well (the connection died) is logged and the block's own error goes on.
     """
@@ -40,10 +46,14 @@ class UnitOfWork:
     profiles: SqlUserProfileRepository
 
     def __init__(
-        self, session_factory: sessionmaker[Session], after_commit: Sequence[AfterCommit] = ()
+        self,
+        session_factory: sessionmaker[Session],
+        after_commit: Sequence[AfterCommit] = (),
+        before_commit: Sequence[BeforeCommit] = (),
     ) -> None:
         self._session_factory = session_factory
         self._after_commit = tuple(after_commit)
+        self._before_commit = tuple(before_commit)
         self._changes: list[Change] = []
 
     def __enter__(self) -> Self:
@@ -92,10 +102,20 @@ class UnitOfWork:
         return tuple(self._changes)
 
     def commit(self) -> tuple[Change, ...]:
-        """Commit, then publish; returns what was published."""
-        with translated_errors():
-            self.session.commit()
-        committed, self._changes = tuple(self._changes), []
+        """Prepare, commit, then publish; returns what was published."""
+        pending = tuple(self._changes)
+        finishers = [hook(pending) for hook in self._before_commit] if pending else []
+        try:
+            with translated_errors():
+                self.session.commit()
+        finally:
+            for finish in finishers:
+                if finish is not None:
+                    try:
+                        finish()
+                    except Exception:
+                        log.exception("after-commit step %r failed", finish)
+        committed, self._changes = pending, []
         for hook in self._after_commit:
             try:
                 hook(committed)

@@ -227,8 +227,12 @@ class ResilientRedisProxy(ProxyBackend):
             script = self._scripts[name] = self.client.register_script(source)
         return script
 
-    def _call(self, default: T, operation: Callable[[], T], key: str = "") -> T:
-        if not self.breaker.allow():
+    def _call(
+        self, default: T, operation: Callable[[], T], key: str = "", force: bool = False
+    ) -> T:
+        """``operation()``, or ``default`` when Redis fails or the breaker is open (``force``:
+        try anyway; a write that is refused otherwise is worth one socket timeout)."""
+        if not (self.breaker.allow() or force):
             return default
         try:
             if self.breaker.is_down or self._pending:
@@ -350,11 +354,14 @@ class ResilientRedisProxy(ProxyBackend):
             self.stats.add("fills_refused", refused)
         return result
 
-    def _invalidate_now(self, keys: list[KeyType], publish: bool, ack: str = "") -> int:
+    def _invalidate_now(
+        self, keys: list[KeyType], publish: bool, ack: str = "", hold: int = 0
+    ) -> int:
         message = b""
         if publish:
             message = json.dumps({"o": self.origin, "t": time.time(), "k": keys, "a": ack}).encode()
-        token = uuid.uuid4().hex
+        token = (scripts.HOLD_PREFIX if hold else "") + uuid.uuid4().hex
+        ttl = hold or self.generation_ttl
         script = self._script("invalidate", scripts.INVALIDATE)
         # One server: the script publishes too (one round trip). A cluster: one script per
         # slot, then one sharded publish.
@@ -363,7 +370,7 @@ class ResilientRedisProxy(ProxyBackend):
         for group in self._slots(keys):
             receivers = script(
                 keys=[k for i in group for k in (keys[i], generation_key(keys[i]))],
-                args=[token, self.generation_ttl, *in_script],
+                args=[token, ttl, *in_script],
             )
         if publish and self.clustered:
             receivers = self.client.spublish(self.keys.channel(), message)
@@ -389,6 +396,24 @@ class ResilientRedisProxy(ProxyBackend):
         if ack:
             return self._wait_for_acks(ack, receivers, ack_timeout)
         return True
+
+    def prepare(self, keys: Sequence[str], ack_timeout: float, hold: int) -> bool | None:
+        """Before a commit: delete the keys, hold their fills off for ``hold`` seconds (a
+        ``HOLD_PREFIX`` token), publish, and wait (``ack_timeout`` at most) for every
+        subscribed process to drop them. None when Redis could not be reached (nothing is
+        kept for replay: the write is refused, or its post-commit invalidation follows), else
+        whether every process confirmed."""
+        keys = list(keys)
+        ack = self.keys.new_ack() if ack_timeout > 0 else ""
+        receivers = self._call(
+            None, lambda: self._invalidate_now(keys, True, ack, hold), force=True
+        )
+        if receivers is None:
+            return None
+        if ack and not receivers:
+            self.stats.add("ack_timeouts")
+            return False
+        return self._wait_for_acks(ack, receivers, ack_timeout) if ack else True
 
     def _wait_for_acks(self, ack: str, expected: int, timeout: float) -> bool:
         """Until ``expected`` distinct processes have acknowledged (a replayed message makes a

@@ -77,7 +77,8 @@ FILL = (
 local n = #KEYS / 2
 local stored = {}
 for i = 1, n do
-  if token_of(KEYS[2 * i]) == ARGV[1 + i] then
+  local token = token_of(KEYS[2 * i])
+  if token == ARGV[1 + i] and string.sub(token, 1, 5) ~= 'hold:' then
     redis.call('SET', KEYS[2 * i - 1], ARGV[1 + n + i], 'EX', ARGV[1])
     stored[i] = 1
   else
@@ -87,6 +88,12 @@ end
 return stored
 """
 )
+
+HOLD_PREFIX = "hold:"
+"""A token that starts so is a hold-off lease: a write is about to commit, and no fill of its
+key is stored until the writer releases it (after its commit) or it expires (a writer killed
+between its commit and its release). As in "Scaling Memcache at Facebook" (NSDI 2013), a
+delete that leaves a short-lived marker refusing fills."""
 
 LOCK_SUFFIX = "#lock"
 """A cache lock is ``key#lock``: inside the namespace (a flush drops it), and no entry key ends

@@ -32,6 +32,11 @@ from .stripes import Snapshot, Stripes
 
 log = logging.getLogger(__name__)
 
+HOLD_SECONDS = 10
+"""How long a prepared write's keys refuse fills if its writer never releases them (killed
+between its commit and its release): longer than any commit takes, short enough that the
+entries are cached again soon after."""
+
 
 def _split(keys: Sequence[str], values: Sequence[Any]) -> tuple[dict[str, Any], list[str]]:
     """A multi-get's answer: the values found, and the keys that were not."""
@@ -293,9 +298,38 @@ class TieredCache:
 
     # -- invalidation ---------------------------------------------------------------------
 
-    def invalidate(self, keys: Iterable[str]) -> None:
+    def prepare(self, keys: Iterable[str]) -> bool:
+        """Before a write commits: drop ``keys`` here and in Redis, refuse their fills until
+        ``release`` (or ``HOLD_SECONDS``), and have every process drop them, so that no
+        process can serve the old value once the write commits, even if the writer dies
+        before it invalidates. False when Redis could not be reached."""
+        keys = list(keys)
+        if not keys:
+            return True
+        self.drop_local(keys)
+        if self.guard is None:
+            return True
+        started = monotonic()
+        confirmed = self.guard.prepare(
+            keys, self.ack_timeout if self.listener is not None else 0.0, HOLD_SECONDS
+        )
+        if confirmed is None:
+            return False
+        if not confirmed and self.listener is not None:
+            # As in invalidate(): outlast the trust of any process that did not confirm.
+            sleep(max(0.0, started + TRUST_WINDOW - monotonic()))
+        return True
+
+    def release(self, keys: Iterable[str]) -> None:
+        """After the commit of a prepared write: end the hold-off (a fresh generation), drop
+        the keys everywhere once more. No process can hold the old value (they dropped it when
+        it was prepared, and no fill was stored since), so nobody is waited for."""
+        self.invalidate(keys, confirm=False)
+
+    def invalidate(self, keys: Iterable[str], *, confirm: bool = True) -> None:
         """Drop ``keys`` in this process, in Redis, and (through the listeners) in every
-        other process. Deletes Redis could not take are replayed when it is back."""
+        other process; with ``confirm``, wait until they did. Deletes Redis could not take are
+        replayed when it is back."""
         keys = list(keys)
         if not keys:
             return
@@ -304,9 +338,9 @@ class TieredCache:
         if self.guard is not None:
             started = monotonic()
             confirmed = self.guard.invalidate(
-                keys, self.ack_timeout if self.listener is not None else 0.0
+                keys, self.ack_timeout if self.listener is not None and confirm else 0.0
             )
-            if not confirmed and self.listener is not None:
+            if not confirmed and self.listener is not None and confirm:
                 # Some process did not confirm: wait until no listener can still trust a
                 # memory tier that missed this invalidation (see bus.TRUST_WINDOW).
                 sleep(max(0.0, started + TRUST_WINDOW - monotonic()))
@@ -318,12 +352,12 @@ class TieredCache:
         self.stripes.bump(keys)
         self.memory.delete_multi(keys)
 
-    def invalidate_changes(self, changes: Sequence[Change]) -> None:
-        """The unit of work's after-commit hook."""
+    def keys_of(self, changes: Sequence[Change]) -> list[str]:
+        """Every key ``changes`` make stale."""
         keys: set[str] = set()
         for change in changes:
             keys |= self.keys.for_change(change)
-        self.invalidate(sorted(keys))
+        return sorted(keys)
 
     def clear_memory(self) -> None:
         """Forget everything in the memory tier (and let no running load fill it)."""
