@@ -62,7 +62,9 @@ def topologies(session: nox.Session) -> None:
 
 @nox.session
 def stress(session: nox.Session) -> None:
-    """The long coherence run: ``nox -s stress -- --seconds 300 --workers 8 --redis-restarts 3``."""
+    """The long coherence runs: ``nox -s stress -- --seconds 180 --workers 4 --fault all``
+    (every fault in turn, then a table), or one fault: ``--fault redis-pause --faults 6``;
+    ``--consistency available`` measures the other side of the trade."""
     session.install("-e", ".[test]")
     session.run("bash", "scripts/ensure-servers", external=True)
     session.run("python", "-m", "tests.stress.harness", *session.posargs)

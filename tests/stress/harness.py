@@ -7,18 +7,27 @@ moment it started. The checker flags any read that started after a write of the 
 returned and still saw an older version. Times are CLOCK_MONOTONIC, shared by all processes.
 
     python -m tests.stress.harness --seconds 300 --workers 8 --redis-restarts 3
+    python -m tests.stress.harness --seconds 180 --workers 4 --fault redis-pause --faults 6
+    python -m tests.stress.harness --seconds 180 --workers 4 --fault all
 
-starts its own PostgreSQL and Redis on loopback (or uses --database-url / --redis-url),
-kills and restarts Redis during the run, and prints the figures.
+starts its own PostgreSQL and Redis on loopback, injects the fault (``FAULTS``) evenly
+spread over the run, and prints the figures: operations, stale reads and the age of the
+oldest stale value, errors surfaced to callers, and writes refused (``CacheUnavailable``:
+with strict consistency a write that cannot reach Redis before its commit is refused, which is
+not an error of the library but the trade it makes), and how long after the last fault
+writes were still refused. ``--fault all`` runs every fault in turn and prints a table.
 """
 
 from __future__ import annotations
 
 import argparse
 import bisect
+import contextlib
 import json
 import multiprocessing
+import os
 import random
+import signal
 import statistics
 import sys
 import tempfile
@@ -31,6 +40,16 @@ from typing import Any
 
 USERS_PER_WORKER = 3
 ACCOUNT_NAME = "stress"
+FAULTS = (
+    "redis-restart",  # kill -9, then start it again, empty
+    "redis-pause",  # SIGSTOP for 1-3 s, then SIGCONT (a long fork, a VM stall)
+    "redis-pause-long",  # SIGSTOP for 6-8 s
+    "peer-freeze",  # SIGSTOP a worker process for 1-3 s (a GC pause, a busy host)
+    "writer-kill",  # a writer that kill -9s itself at random points of its writes, respawned
+)
+KILL_CHANCE = 0.25
+"""writer-kill: the share of the kamikaze writer's writes it dies in (half of them right after
+the commit, before the invalidation; half after preparing, before the commit)."""
 
 
 @dataclass
@@ -39,8 +58,13 @@ class Report:
     reads: int = 0
     writes: int = 0
     stale_reads: int = 0
+    oldest_stale_ms: float = 0.0
     errors: int = 0
+    refused_writes: int = 0
     redis_restarts: int = 0
+    fault: str = "none"
+    faults: int = 0
+    recovery_ms: float = 0.0
     latency_ms: dict[str, float] = field(default_factory=dict)
     examples: list[str] = field(default_factory=list)
 
@@ -50,17 +74,26 @@ class Report:
             f"operations: {self.operations}",
             f"reads: {self.reads}",
             f"writes: {self.writes}",
-            f"stale reads: {self.stale_reads}",
+            f"stale reads: {self.stale_reads} (oldest stale value: {self.oldest_stale_ms:.1f} ms)",
             f"errors: {self.errors}",
+            f"writes refused: {self.refused_writes}",
+            f"faults: {self.faults} x {self.fault}",
             f"redis restarts: {self.redis_restarts}",
+            f"writes refused up to {self.recovery_ms:.0f} ms after the last fault ended",
             f"invalidation propagation latency: {latency}",
         ]
 
 
-def _options() -> Any:
+CONSISTENCY = os.environ.get("SMARTER_STRESS_CONSISTENCY", "strict")
+"""The workers' ``Domain(consistency=...)`` (``--consistency``; inherited by spawned workers)."""
+
+
+def _domain(database_url: str, redis_url: str) -> Any:
+    import smarter_domain as sd
     from smarter_domain.cache import RedisOptions
 
-    return RedisOptions(socket_timeout=0.2, connect_timeout=0.2, retry_after=0.2, lock_timeout=2)
+    options = RedisOptions(socket_timeout=0.2, connect_timeout=0.2, retry_after=0.2, lock_timeout=2)
+    return sd.Domain(database_url, redis_url, redis_options=options, consistency=CONSISTENCY)
 
 
 def setup(database_url: str, workers: int) -> None:
@@ -98,8 +131,9 @@ def worker_main(
     rng = random.Random(seed + index)
     reads: list[tuple[float, str, int, int]] = []
     writes: list[tuple[float, str, int, int]] = []
+    refused: list[float] = []
     errors: list[str] = []
-    with sd.Domain(database_url, redis_url, redis_options=_options()) as domain:
+    with _domain(database_url, redis_url) as domain:
         utils = domain.utils
         admin = domain.bootstrap()
         account = domain.accounts.get_by_number("7777-7777-7777")
@@ -153,13 +187,79 @@ def worker_main(
                     profile = domain.profiles.get_for(target.id, account.id)
                     for owner in utils.valid_resource_owners_for_user(profile):
                         saw("User", started, owner.user)
+            except sd.CacheUnavailable:
+                refused.append(time.monotonic())  # strict consistency: the write was refused
             except Exception:
                 errors.append(traceback.format_exc(limit=5))
         listener = domain.cache.listener
         latencies = list(listener.latencies_ms) if listener is not None else []
     Path(output).write_text(
-        json.dumps({"reads": reads, "writes": writes, "errors": errors, "latencies": latencies})
+        json.dumps(
+            {
+                "reads": reads,
+                "writes": writes,
+                "refused": refused,
+                "errors": errors,
+                "latencies": latencies,
+            }
+        )
     )
+
+
+def kamikaze_main(
+    index: int, database_url: str, redis_url: str, until: float, journal: str, seed: int
+) -> None:
+    """writer-kill: writes its own users until ``until`` (CLOCK_MONOTONIC), and kill -9s
+    itself in some writes: right after the commit (before the invalidation) or right after
+    preparing the cache (before the commit). Every write it committed, returned or not, is in
+    the journal (appended and fsynced before it dies), so the checker knows the versions."""
+    import smarter_domain as sd
+
+    rng = random.Random(seed + index + int(time.time() * 1000))
+    with (
+        open(journal, "a") as out,
+        _domain(database_url, redis_url) as domain,
+    ):
+        admin = domain.bootstrap()
+        mine = [u for u in domain.users.inner.list_all() if u.username.startswith(f"w{index}u")]
+
+        def record(entries: list[Any]) -> None:
+            out.write(json.dumps(entries) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+
+        prepare = domain._prepare_cache
+
+        def prepare_and_maybe_die(changes: Any) -> Any:
+            finish = prepare(changes)
+            dice = rng.random()
+            if dice < KILL_CHANCE / 2:
+                os.kill(os.getpid(), signal.SIGKILL)  # prepared, not committed
+            if dice < KILL_CHANCE:
+
+                def die_after_commit() -> None:
+                    committed = [
+                        (time.monotonic(), type(c.after).__name__, c.after.id, c.after.version)
+                        for c in changes
+                        if c.after is not None and type(c.after).__name__ in ("User", "Account")
+                    ]
+                    record(committed)
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+                return die_after_commit
+            return finish
+
+        domain._prepare_cache = prepare_and_maybe_die  # type: ignore[method-assign]
+        while time.monotonic() < until:
+            user = rng.choice(mine)
+            try:
+                updated = domain.apply(
+                    _user_manifest(user.username, f"k{rng.randrange(10**9)}"), actor=admin
+                )
+            except sd.CacheUnavailable:
+                continue
+            record([(time.monotonic(), "User", updated.id, updated.version)])
+            time.sleep(0.01)
 
 
 def check(results: list[dict[str, Any]]) -> Report:
@@ -182,6 +282,7 @@ def check(results: list[dict[str, Any]]) -> Report:
         report.reads += len(result["reads"])
         report.writes += len(result["writes"])
         report.errors += len(result["errors"])
+        report.refused_writes += len(result.get("refused", []))
         report.examples.extend(result["errors"][:2])
         for started, kind, entity_id, version in result["reads"]:
             times, highest = histories.get((kind, entity_id), ([], []))
@@ -189,6 +290,11 @@ def check(results: list[dict[str, Any]]) -> Report:
             required = highest[returned_before - 1] if returned_before else 0
             if version < required:
                 report.stale_reads += 1
+                # How old the value was: since the first write that made it stale returned.
+                first = bisect.bisect_right(highest, version, 0, returned_before)
+                report.oldest_stale_ms = max(
+                    report.oldest_stale_ms, (started - times[first]) * 1000
+                )
                 if len(report.examples) < 10:
                     report.examples.append(
                         f"stale {kind} {entity_id}: saw v{version}, v{required} was committed"
@@ -204,6 +310,47 @@ def check(results: list[dict[str, Any]]) -> Report:
     return report
 
 
+def _journal(path: Path) -> list[tuple[float, str, int, int]]:
+    """The kamikaze writer's journal (a line may be cut short by its death)."""
+    entries: list[tuple[float, str, int, int]] = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                entries.extend(tuple(entry) for entry in json.loads(line))
+    return entries
+
+
+class _Faults:
+    """Injects ``fault`` into the running system; ``ended`` is when the last one ended."""
+
+    def __init__(self, fault: str, redis_server: Any, rng: random.Random) -> None:
+        self.fault = fault
+        self.redis = redis_server
+        self.rng = rng
+        self.ended = 0.0
+        self.redis_restarts = 0
+
+    def inject(self, processes: list[Any], disrupt: Callable[[], None] | None) -> None:
+        if disrupt is not None:
+            disrupt()
+        elif self.fault == "redis-restart":
+            self.redis.kill()
+            time.sleep(0.5)
+            self.redis.start()
+            self.redis_restarts += 1
+        elif self.fault in ("redis-pause", "redis-pause-long"):
+            low, high = (1.0, 3.0) if self.fault == "redis-pause" else (6.0, 8.0)
+            self.redis.pause()
+            time.sleep(self.rng.uniform(low, high))
+            self.redis.resume()
+        elif self.fault == "peer-freeze":
+            peer = self.rng.choice([p for p in processes if p.is_alive()])
+            os.kill(peer.pid, signal.SIGSTOP)
+            time.sleep(self.rng.uniform(1.0, 3.0))
+            os.kill(peer.pid, signal.SIGCONT)
+        self.ended = time.monotonic()
+
+
 def run(
     database_url: str,
     redis_server: Any,
@@ -213,13 +360,20 @@ def run(
     redis_restarts: int = 0,
     seed: int = 1,
     disrupt: Callable[[], None] | None = None,
+    fault: str = "redis-restart",
+    faults: int | None = None,
 ) -> Report:
-    """``redis_restarts`` times, evenly spread: kill Redis and start it again, or, with
-    ``disrupt``, call that instead (a cluster's slot moves)."""
-    setup(database_url, workers)
+    """``faults`` (default ``redis_restarts``) times, evenly spread, inject ``fault`` (or,
+    with ``disrupt``, call that instead: a cluster's slot moves). ``writer-kill`` runs a
+    kamikaze writer for the whole run instead, respawned each time it dies."""
+    count = redis_restarts if faults is None else faults
+    kamikaze = fault == "writer-kill"
+    setup(database_url, workers + (1 if kamikaze else 0))
     context = multiprocessing.get_context("spawn")
+    injector = _Faults(fault, redis_server, random.Random(seed))
     with tempfile.TemporaryDirectory(prefix="smarter-stress-") as folder:
         outputs = [str(Path(folder) / f"worker{i}.json") for i in range(workers)]
+        journal = Path(folder) / "kamikaze.jsonl"
         processes = [
             context.Process(
                 target=worker_main,
@@ -229,19 +383,21 @@ def run(
         ]
         for process in processes:
             process.start()
-        restarts = 0
         start = time.monotonic()
-        for n in range(redis_restarts):
-            time.sleep(
-                max(0.0, start + seconds * (n + 1) / (redis_restarts + 1) - time.monotonic())
-            )
-            if disrupt is not None:
-                disrupt()
-            else:
-                redis_server.kill()
-                time.sleep(0.5)
-                redis_server.start()
-            restarts += 1
+        deaths = 0
+        if kamikaze:
+            until = start + seconds
+            while time.monotonic() < until:
+                writer = context.Process(
+                    target=kamikaze_main,
+                    args=(workers, database_url, redis_server.url, until, str(journal), seed),
+                )
+                writer.start()
+                writer.join(seconds + 60)
+                deaths += writer.exitcode == -signal.SIGKILL
+        for n in range(count if not kamikaze else 0):
+            time.sleep(max(0.0, start + seconds * (n + 1) / (count + 1) - time.monotonic()))
+            injector.inject(processes, disrupt)
         for process in processes:
             process.join(seconds + 120)
         results = []
@@ -257,8 +413,17 @@ def run(
                 )
             else:
                 results.append(json.loads(Path(outputs[i]).read_text()))
+        if kamikaze:
+            results.append(
+                {"reads": [], "writes": _journal(journal), "errors": [], "latencies": []}
+            )
     report = check(results)
-    report.redis_restarts = restarts
+    report.redis_restarts = injector.redis_restarts
+    report.fault = fault
+    report.faults = deaths if kamikaze else count
+    if injector.ended:
+        last_refusal = max((t for r in results for t in r.get("refused", [])), default=0.0)
+        report.recovery_ms = max(0.0, (last_refusal - injector.ended) * 1000)
     return report
 
 
@@ -267,27 +432,56 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--redis-restarts", type=int, default=0)
+    parser.add_argument("--fault", choices=[*FAULTS, "all"], default="redis-restart")
+    parser.add_argument("--faults", type=int, default=None, help="how many (default 3)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--consistency", choices=["strict", "available"], default="strict")
     args = parser.parse_args(argv)
+    os.environ["SMARTER_STRESS_CONSISTENCY"] = args.consistency  # for the spawned workers
 
     from smarter_domain.testing import PostgresServer, RedisServer
 
-    with PostgresServer() as postgres, RedisServer() as redis_server:
-        url = postgres.create_database("stress")
-        report = run(
-            url,
-            redis_server,
-            seconds=args.seconds,
-            workers=args.workers,
-            redis_restarts=args.redis_restarts,
-            seed=args.seed,
+    chosen = list(FAULTS) if args.fault == "all" else [args.fault]
+    count = args.faults if args.faults is not None else (args.redis_restarts or 3)
+    if args.fault == "redis-restart" and args.faults is None:
+        count = args.redis_restarts
+    reports = []
+    with PostgresServer() as postgres:
+        for n, fault in enumerate(chosen):
+            with RedisServer() as redis_server:
+                url = postgres.create_database(f"stress{n}")
+                report = run(
+                    url,
+                    redis_server,
+                    seconds=args.seconds,
+                    workers=args.workers,
+                    seed=args.seed,
+                    fault=fault,
+                    faults=count,
+                )
+            reports.append(report)
+            print(
+                f"stress run: {args.workers} workers, {args.seconds:.0f} s, fault {fault}, "
+                f"consistency {args.consistency}"
+            )
+            for line in report.lines():
+                print(f"  {line}")
+            for example in report.examples[:10]:
+                print(example, file=sys.stderr)
+    if len(reports) > 1:
+        print()
+        print(
+            "| fault | operations | stale reads | oldest stale | errors | writes refused "
+            "| refused until (after the fault) |"
         )
-    print(f"stress run: {args.workers} workers, {args.seconds:.0f} s")
-    for line in report.lines():
-        print(f"  {line}")
-    for example in report.examples[:10]:
-        print(example, file=sys.stderr)
-    return 0 if report.stale_reads == 0 and report.errors == 0 else 1
+        print("|---|---|---|---|---|---|---|")
+        for r in reports:
+            print(
+                f"| {r.fault} x{r.faults} | {r.operations} | {r.stale_reads} | "
+                f"{r.oldest_stale_ms:.0f} ms | {r.errors} | {r.refused_writes} | "
+                f"{r.recovery_ms:.0f} ms |"
+            )
+    return 0 if all(r.stale_reads == 0 and r.errors == 0 for r in reports) else 1
 
 
 if __name__ == "__main__":

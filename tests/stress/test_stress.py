@@ -1,5 +1,6 @@
-"""The short stress run: 4 processes, about 20 s, one Redis restart; zero stale reads and
-zero errors. (``nox -s stress`` runs the long one.)"""
+"""The short stress runs: 4 processes, about 20 s, one Redis restart; then a short run of each
+other fault (``harness.FAULTS``). Zero stale reads and zero errors in every one. (``nox -s
+stress`` runs the long ones.)"""
 
 from __future__ import annotations
 
@@ -32,6 +33,22 @@ def test_short_stress_run(smarter_postgres_server: PostgresServer, own_redis: Re
     assert report.errors == 0, report.examples
     assert report.stale_reads == 0, report.examples
     assert report.redis_restarts == 1
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("fault", ["redis-pause", "redis-pause-long", "peer-freeze", "writer-kill"])
+def test_short_fault_run(
+    smarter_postgres_server: PostgresServer, own_redis: RedisServer, fault: str
+) -> None:
+    url = smarter_postgres_server.create_database(f"stress_{fault.replace('-', '_')}")
+    report = run(url, own_redis, seconds=12, workers=4, fault=fault, faults=1)
+    print("\n".join(report.lines()))
+    assert report.reads > 1000
+    assert report.errors == 0, report.examples
+    assert report.stale_reads == 0, report.examples
+    assert report.faults >= 1
+    if fault.startswith("redis-pause"):
+        assert report.refused_writes > 0  # strict: writes during the pause were refused
 
 
 @pytest.mark.topology
