@@ -19,7 +19,7 @@ import pytest
 
 import smarter_domain as sd
 from smarter_domain import Domain
-from smarter_domain.testing import RedisServer, UserFactory
+from smarter_domain.testing import PostgresServer, RedisServer, UserFactory
 
 from .conftest import FAST_FAIL
 
@@ -182,3 +182,41 @@ def test_a_frozen_peer_neither_trips_the_writers_breaker_nor_serves_the_old_valu
         peer.send_signal(signal.SIGCONT)
         peer.kill()
         peer.communicate(timeout=30)
+
+
+@pytest.mark.parametrize("fault", ["restart", "crash"])
+def test_postgresql_restarting_gives_typed_errors_then_recovers_with_nothing_stale(
+    own_redis: RedisServer, fault: str
+) -> None:
+    """A fast restart, or kill -9 of a durable server (crash recovery keeps every commit it
+    acknowledged): calls meanwhile raise DatabaseError, never a raw driver error; the first
+    calls after it succeed (stale pooled connections are replaced), and no read is stale."""
+    with PostgresServer(durable=True) as postgres:
+        url = postgres.create_database("faults")
+        with (
+            Domain(url, own_redis.url, redis_options=FAST_FAIL) as writer,
+            Domain(url, own_redis.url, redis_options=FAST_FAIL) as reader,
+        ):
+            writer.migrate()
+            user = writer.users.add(username="pg-fault")
+            other = writer.users.add(username="pg-uncached")
+            assert reader.users.get(user.id) == user
+            updated = writer.users.update(user.id, first_name="Before")
+            assert reader.users.get(user.id) == updated
+            postgres.stop()
+            with pytest.raises(sd.DatabaseError):
+                writer.users.update(user.id, first_name="While down")
+            with pytest.raises(sd.DatabaseError):
+                reader.users.get(other.id)  # not cached anywhere: needs the database
+            assert reader.users.get(user.id) == updated  # cached: still served
+            postgres.start()
+            if fault == "crash":
+                postgres.crash()
+            started = time.monotonic()
+            after = writer.users.update(user.id, first_name="After")
+            recovery = time.monotonic() - started
+            assert recovery < 2.0
+            assert reader.users.get(user.id) == after
+            assert reader.users.inner.get(user.id) == after
+            assert reader.users.get(other.id) == other
+    postgres.close()

@@ -46,6 +46,8 @@ FAULTS = (
     "redis-pause-long",  # SIGSTOP for 6-8 s
     "peer-freeze",  # SIGSTOP a worker process for 1-3 s (a GC pause, a busy host)
     "writer-kill",  # a writer that kill -9s itself at random points of its writes, respawned
+    "postgres-restart",  # a fast restart (clients disconnected)
+    "postgres-kill",  # kill -9 of the postmaster and its backends, on a durable server
 )
 KILL_CHANCE = 0.25
 """writer-kill: the share of the kamikaze writer's writes it dies in (half of them right after
@@ -61,6 +63,7 @@ class Report:
     oldest_stale_ms: float = 0.0
     errors: int = 0
     refused_writes: int = 0
+    database_errors: int = 0
     redis_restarts: int = 0
     fault: str = "none"
     faults: int = 0
@@ -77,6 +80,7 @@ class Report:
             f"stale reads: {self.stale_reads} (oldest stale value: {self.oldest_stale_ms:.1f} ms)",
             f"errors: {self.errors}",
             f"writes refused: {self.refused_writes}",
+            f"calls failed with DatabaseError (database down): {self.database_errors}",
             f"faults: {self.faults} x {self.fault}",
             f"redis restarts: {self.redis_restarts}",
             f"writes refused up to {self.recovery_ms:.0f} ms after the last fault ended",
@@ -132,6 +136,7 @@ def worker_main(
     reads: list[tuple[float, str, int, int]] = []
     writes: list[tuple[float, str, int, int]] = []
     refused: list[float] = []
+    database_down: list[float] = []
     errors: list[str] = []
     with _domain(database_url, redis_url) as domain:
         utils = domain.utils
@@ -189,6 +194,8 @@ def worker_main(
                         saw("User", started, owner.user)
             except sd.CacheUnavailable:
                 refused.append(time.monotonic())  # strict consistency: the write was refused
+            except sd.DatabaseError:
+                database_down.append(time.monotonic())  # typed: the database is restarting
             except Exception:
                 errors.append(traceback.format_exc(limit=5))
         listener = domain.cache.listener
@@ -199,6 +206,7 @@ def worker_main(
                 "reads": reads,
                 "writes": writes,
                 "refused": refused,
+                "database_down": database_down,
                 "errors": errors,
                 "latencies": latencies,
             }
@@ -256,7 +264,7 @@ def kamikaze_main(
                 updated = domain.apply(
                     _user_manifest(user.username, f"k{rng.randrange(10**9)}"), actor=admin
                 )
-            except sd.CacheUnavailable:
+            except (sd.CacheUnavailable, sd.DatabaseError):
                 continue
             record([(time.monotonic(), "User", updated.id, updated.version)])
             time.sleep(0.01)
@@ -283,6 +291,7 @@ def check(results: list[dict[str, Any]]) -> Report:
         report.writes += len(result["writes"])
         report.errors += len(result["errors"])
         report.refused_writes += len(result.get("refused", []))
+        report.database_errors += len(result.get("database_down", []))
         report.examples.extend(result["errors"][:2])
         for started, kind, entity_id, version in result["reads"]:
             times, highest = histories.get((kind, entity_id), ([], []))
@@ -323,9 +332,12 @@ def _journal(path: Path) -> list[tuple[float, str, int, int]]:
 class _Faults:
     """Injects ``fault`` into the running system; ``ended`` is when the last one ended."""
 
-    def __init__(self, fault: str, redis_server: Any, rng: random.Random) -> None:
+    def __init__(
+        self, fault: str, redis_server: Any, rng: random.Random, postgres: Any = None
+    ) -> None:
         self.fault = fault
         self.redis = redis_server
+        self.postgres = postgres
         self.rng = rng
         self.ended = 0.0
         self.redis_restarts = 0
@@ -343,6 +355,10 @@ class _Faults:
             self.redis.pause()
             time.sleep(self.rng.uniform(low, high))
             self.redis.resume()
+        elif self.fault == "postgres-restart":
+            self.postgres.restart()
+        elif self.fault == "postgres-kill":
+            self.postgres.crash()
         elif self.fault == "peer-freeze":
             peer = self.rng.choice([p for p in processes if p.is_alive()])
             os.kill(peer.pid, signal.SIGSTOP)
@@ -362,6 +378,7 @@ def run(
     disrupt: Callable[[], None] | None = None,
     fault: str = "redis-restart",
     faults: int | None = None,
+    postgres: Any = None,
 ) -> Report:
     """``faults`` (default ``redis_restarts``) times, evenly spread, inject ``fault`` (or,
     with ``disrupt``, call that instead: a cluster's slot moves). ``writer-kill`` runs a
@@ -370,7 +387,7 @@ def run(
     kamikaze = fault == "writer-kill"
     setup(database_url, workers + (1 if kamikaze else 0))
     context = multiprocessing.get_context("spawn")
-    injector = _Faults(fault, redis_server, random.Random(seed))
+    injector = _Faults(fault, redis_server, random.Random(seed), postgres)
     with tempfile.TemporaryDirectory(prefix="smarter-stress-") as folder:
         outputs = [str(Path(folder) / f"worker{i}.json") for i in range(workers)]
         journal = Path(folder) / "kamikaze.jsonl"
@@ -422,7 +439,10 @@ def run(
     report.fault = fault
     report.faults = deaths if kamikaze else count
     if injector.ended:
-        last_refusal = max((t for r in results for t in r.get("refused", [])), default=0.0)
+        last_refusal = max(
+            (t for r in results for t in (*r.get("refused", []), *r.get("database_down", []))),
+            default=0.0,
+        )
         report.recovery_ms = max(0.0, (last_refusal - injector.ended) * 1000)
     return report
 
@@ -446,40 +466,42 @@ def main(argv: list[str] | None = None) -> int:
     if args.fault == "redis-restart" and args.faults is None:
         count = args.redis_restarts
     reports = []
-    with PostgresServer() as postgres:
-        for n, fault in enumerate(chosen):
-            with RedisServer() as redis_server:
-                url = postgres.create_database(f"stress{n}")
-                report = run(
-                    url,
-                    redis_server,
-                    seconds=args.seconds,
-                    workers=args.workers,
-                    seed=args.seed,
-                    fault=fault,
-                    faults=count,
-                )
-            reports.append(report)
-            print(
-                f"stress run: {args.workers} workers, {args.seconds:.0f} s, fault {fault}, "
-                f"consistency {args.consistency}"
+    for fault in chosen:
+        durable = fault == "postgres-kill"  # a crash of a non-durable server loses commits
+        with PostgresServer(durable=durable) as postgres, RedisServer() as redis_server:
+            url = postgres.create_database("stress")
+            report = run(
+                url,
+                redis_server,
+                seconds=args.seconds,
+                workers=args.workers,
+                seed=args.seed,
+                fault=fault,
+                faults=count,
+                postgres=postgres,
             )
-            for line in report.lines():
-                print(f"  {line}")
-            for example in report.examples[:10]:
-                print(example, file=sys.stderr)
+        postgres.close()
+        reports.append(report)
+        print(
+            f"stress run: {args.workers} workers, {args.seconds:.0f} s, fault {fault}, "
+            f"consistency {args.consistency}"
+        )
+        for line in report.lines():
+            print(f"  {line}")
+        for example in report.examples[:10]:
+            print(example, file=sys.stderr)
     if len(reports) > 1:
         print()
         print(
             "| fault | operations | stale reads | oldest stale | errors | writes refused "
-            "| refused until (after the fault) |"
+            "| database down | refused until (after the fault) |"
         )
-        print("|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|")
         for r in reports:
             print(
                 f"| {r.fault} x{r.faults} | {r.operations} | {r.stale_reads} | "
                 f"{r.oldest_stale_ms:.0f} ms | {r.errors} | {r.refused_writes} | "
-                f"{r.recovery_ms:.0f} ms |"
+                f"{r.database_errors} | {r.recovery_ms:.0f} ms |"
             )
     return 0 if all(r.stale_reads == 0 and r.errors == 0 for r in reports) else 1
 

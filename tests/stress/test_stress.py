@@ -36,12 +36,32 @@ def test_short_stress_run(smarter_postgres_server: PostgresServer, own_redis: Re
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("fault", ["redis-pause", "redis-pause-long", "peer-freeze", "writer-kill"])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "redis-pause",
+        "redis-pause-long",
+        "peer-freeze",
+        "writer-kill",
+        "postgres-restart",
+        "postgres-kill",
+    ],
+)
 def test_short_fault_run(
     smarter_postgres_server: PostgresServer, own_redis: RedisServer, fault: str
 ) -> None:
-    url = smarter_postgres_server.create_database(f"stress_{fault.replace('-', '_')}")
-    report = run(url, own_redis, seconds=12, workers=4, fault=fault, faults=1)
+    if fault.startswith("postgres"):
+        # A server of its own, which this test restarts; durable, since a crash of a server
+        # that is not may lose commits it acknowledged.
+        with PostgresServer(durable=True) as postgres:
+            url = postgres.create_database("stress")
+            report = run(
+                url, own_redis, seconds=12, workers=4, fault=fault, faults=1, postgres=postgres
+            )
+        postgres.close()
+    else:
+        url = smarter_postgres_server.create_database(f"stress_{fault.replace('-', '_')}")
+        report = run(url, own_redis, seconds=12, workers=4, fault=fault, faults=1)
     print("\n".join(report.lines()))
     assert report.reads > 1000
     assert report.errors == 0, report.examples

@@ -167,11 +167,18 @@ class RedisServer(_Server):
 
 
 class PostgresServer(_Server):
-    """A private PostgreSQL cluster (initdb + postgres) on 127.0.0.1, trust authentication."""
+    """A private PostgreSQL cluster (initdb + postgres) on 127.0.0.1, trust authentication.
+
+    Tuned for tests (no fsync, asynchronous commits) unless ``durable``: a crash (``crash()``,
+    kill -9) of a server that is not durable may lose commits it acknowledged, so fault tests
+    that crash it ask for a durable one. ``restart()`` is a fast shutdown and a start."""
 
     superuser = "postgres"
 
-    def __init__(self, bin_dir: str | Path | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, bin_dir: str | Path | None = None, port: int | None = None, durable: bool = False
+    ) -> None:
+        self.durable = durable
         self.bin_dir = Path(bin_dir) if bin_dir else find_postgres_bin_dir()
         self.port = port or free_port()
         self.directory = Path(tempfile.mkdtemp(prefix="smarter-pg-"))
@@ -225,12 +232,7 @@ class PostgresServer(_Server):
                 f"listen_addresses={LOOPBACK}",
                 "-c",
                 f"unix_socket_directories={self.directory}",
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
+                *(() if self.durable else _FAST_BUT_NOT_DURABLE),
                 "-c",
                 "max_connections=200",
             ],
@@ -264,9 +266,59 @@ class PostgresServer(_Server):
         # SIGINT is PostgreSQL's "fast" shutdown: it disconnects clients instead of waiting.
         self._terminate(signal.SIGINT)
 
+    def restart(self) -> None:
+        """A fast restart (``pg_ctl restart -m fast``): clients are disconnected."""
+        self.stop()
+        self.start()
+
+    def crash(self) -> None:
+        """kill -9 the postmaster and every backend, then start again (crash recovery)."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            children = _children_of(process.pid)
+            process.kill()
+            for pid in children:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            process.wait()
+            deadline = time.monotonic() + 10
+            while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        self.start()
+
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+_FAST_BUT_NOT_DURABLE = (
+    "-c",
+    "fsync=off",
+    "-c",
+    "synchronous_commit=off",
+    "-c",
+    "full_page_writes=off",
+)
+
+
+def _children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                fields = (entry / "stat").read_text().rpartition(")")[2].split()
+                if int(fields[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def _free_ports(count: int) -> list[int]:
