@@ -14,8 +14,10 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 import smarter_domain as sd
 from smarter_domain import Domain
@@ -61,7 +63,8 @@ KILLED_WRITER = """
 
     domain = Domain(sys.argv[1], sys.argv[2])
     # Killed (kill -9) right after the commit, before its invalidation.
-    domain.cache.invalidate = lambda *args, **kwargs: os.kill(os.getpid(), 9)
+    kill = lambda *args, **kwargs: os.kill(os.getpid(), 9)
+    domain.cache.release = domain.cache.invalidate = kill
     domain.users.update(int(sys.argv[3]), first_name="Killed")
 """
 
@@ -220,3 +223,31 @@ def test_postgresql_restarting_gives_typed_errors_then_recovers_with_nothing_sta
             assert reader.users.inner.get(user.id) == after
             assert reader.users.get(other.id) == other
     postgres.close()
+
+
+def test_a_hold_survives_other_invalidations_of_its_keys(
+    smarter_database_url: str, own_redis: RedisServer, reader: Domain
+) -> None:
+    """While a write commits, another process invalidates and reloads the same entry (an
+    ``invalidate=True`` lookup; another writer's release of a shared list key or a replay
+    would do the same). Its fill must still be refused: the hold is the writer's own, and
+    only the writer's release (or its expiry) ends it. Then the writer dies before its release:
+    nobody may serve the old row."""
+    user = UserFactory(first_name="Old")
+    writer = Domain(smarter_database_url, own_redis.url, redis_options=FAST_FAIL)
+    third = Domain(smarter_database_url, own_redis.url, redis_options=FAST_FAIL)
+    try:
+        assert reader.users.get(user.id) == user
+
+        def meddle(session: Any) -> None:  # between the writer's prepare and its commit
+            reader.utils.get_cached_user_for_user_id(user.id, invalidate=True)
+
+        event.listen(writer.session_factory, "before_commit", meddle)
+        writer.cache.release = lambda *args, **kwargs: None  # type: ignore[method-assign]
+        updated = writer.users.update(user.id, first_name="New")
+        assert third.users.get(user.id) == updated
+        assert reader.users.get(user.id) == updated
+        assert reader.utils.get_cached_user_for_user_id(user.id) == updated
+    finally:
+        writer.close()
+        third.close()

@@ -26,7 +26,7 @@ import smarter_domain as sd
 from smarter_domain import Domain, cache_results
 from smarter_domain.cache import codec
 from smarter_domain.cache.keys import CacheKeys
-from smarter_domain.cache.scripts import LOCK_SUFFIX
+from smarter_domain.cache.scripts import LOCK_SUFFIX, hold_key
 from smarter_domain.testing import AccountFactory, UserFactory, UserProfileFactory
 
 from .conftest import FAST_FAIL
@@ -192,7 +192,8 @@ def test_hostile_values_under_every_key_are_misses_and_lose_no_invalidation(
     exploit = tmp_path / "unpickled"
     # The restart marker last: a new connection that finds it wrong flushes the namespace,
     # which would sweep away everything else planted before it was read.
-    for key in [k for k in keys if k != marker] + [k + LOCK_SUFFIX for k in entries]:
+    owned = [k for k in keys if k != marker] + [k + LOCK_SUFFIX for k in entries]
+    for key in owned + [hold_key(k) for k in entries]:
         plant(redis_client, key, kind, exploit)
 
     for domain in (a, b):

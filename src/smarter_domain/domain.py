@@ -185,8 +185,9 @@ class Domain:
         keys = self.cache.keys_of(changes)
         if not keys:
             return None
-        if self.cache.prepare(keys):
-            return lambda: self.cache.release(keys)
+        hold = self.cache.prepare(keys)
+        if hold is not None:
+            return lambda: self.cache.release(keys, hold)
         if self.consistency == "strict":
             raise CacheUnavailable(
                 "the write was refused: Redis could not be told before the commit, so other "

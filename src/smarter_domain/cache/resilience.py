@@ -274,7 +274,7 @@ class ResilientRedisProxy(ProxyBackend):
             if overflow and self._flush_namespace is not None:
                 self._flush_namespace()
             elif keys:
-                self._invalidate_now(keys, publish=True)
+                self._invalidate_now(keys)
         except BaseException:
             self._remember(keys, overflow)
             raise
@@ -337,7 +337,7 @@ class ResilientRedisProxy(ProxyBackend):
             script = self._script("fill", scripts.FILL)
             for group in self._slots(keys):
                 flags = script(
-                    keys=[k for i in group for k in (keys[i], generation_key(keys[i]))],
+                    keys=[k for i in group for k in self._entry_token_and_holds(keys[i])],
                     args=[
                         ttl,
                         *(generations.tokens[i] if payloads[i] else b"-" for i in group),
@@ -354,66 +354,149 @@ class ResilientRedisProxy(ProxyBackend):
             self.stats.add("fills_refused", refused)
         return result
 
-    def _invalidate_now(
-        self, keys: list[KeyType], publish: bool, ack: str = "", hold: int = 0
-    ) -> int:
-        message = b""
-        if publish:
-            message = json.dumps({"o": self.origin, "t": time.time(), "k": keys, "a": ack}).encode()
-        token = (scripts.HOLD_PREFIX if hold else "") + uuid.uuid4().hex
-        ttl = hold or self.generation_ttl
-        script = self._script("invalidate", scripts.INVALIDATE)
-        # One server: the script publishes too (one round trip). A cluster: one script per
-        # slot, then one sharded publish.
-        in_script = [self.keys.channel(), message] if publish and not self.clustered else []
-        receivers = 0
-        for group in self._slots(keys):
-            receivers = script(
-                keys=[k for i in group for k in (keys[i], generation_key(keys[i]))],
-                args=[token, ttl, *in_script],
-            )
-        if publish and self.clustered:
-            receivers = self.client.spublish(self.keys.channel(), message)
-        return int(receivers)
+    def _message(self, keys: list[KeyType], ack: str) -> bytes:
+        return json.dumps({"o": self.origin, "t": time.time(), "k": keys, "a": ack}).encode()
 
-    def invalidate(self, keys: Sequence[str], ack_timeout: float = 0.0) -> bool:
+    def _publish_script(
+        self,
+        name: str,
+        source: str,
+        keys: list[KeyType],
+        per_key: Callable[[str], tuple[str, ...]],
+        args: list[Any],
+        ack: str,
+    ) -> tuple[int, bool]:
+        """Run a script that publishes over ``keys`` (each with ``per_key(key)``'s keys):
+        (receivers, whether any group returned "lost"). One server: the script publishes too
+        (one round trip). A cluster: one script per slot, then one sharded publish."""
+        message = self._message(keys, ack)
+        script = self._script(name, source)
+        in_script = [self.keys.channel(), message] if not self.clustered else []
+        receivers, lost = 0, False
+        for group in self._slots(keys):
+            result = script(
+                keys=[k for i in group for k in per_key(keys[i])], args=[*args, *in_script]
+            )
+            if isinstance(result, list):  # RELEASE: {receivers, lost}
+                receivers, lost = int(result[0]), lost or bool(result[1])
+            else:
+                receivers = int(result)
+        if self.clustered:
+            receivers = int(self.client.spublish(self.keys.channel(), message))
+        return receivers, lost
+
+    @staticmethod
+    def _entry_and_token(key: str) -> tuple[str, str]:
+        return key, generation_key(key)
+
+    @staticmethod
+    def _entry_token_and_holds(key: str) -> tuple[str, str, str]:
+        return key, generation_key(key), scripts.hold_key(key)
+
+    def _invalidate_now(self, keys: list[KeyType], ack: str = "") -> int:
+        receivers, _ = self._publish_script(
+            "invalidate",
+            scripts.INVALIDATE,
+            keys,
+            self._entry_and_token,
+            [uuid.uuid4().hex, self.generation_ttl],
+            ack,
+        )
+        return receivers
+
+    def invalidate(
+        self, keys: Sequence[str], ack_timeout: float = 0.0, trust_window: float = 0.0
+    ) -> bool:
         """Delete, bump generations and publish; with ``ack_timeout``, wait (that long at
-        most) until every subscribed process has dropped the keys. Returns whether that was
-        confirmed; when Redis cannot be reached the keys are kept, to be replayed."""
+        most) until every subscribed process has dropped the keys, and when some did not
+        confirm, until ``trust_window`` after the publish (no listener trusts its memory tier
+        longer without hearing it). Returns whether every process confirmed; when Redis cannot
+        be reached the keys are kept, to be replayed."""
         keys = list(keys)
         if not keys:
             return True
         ack = self.keys.new_ack() if ack_timeout > 0 else ""
-        receivers = self._call(None, lambda: self._invalidate_now(keys, True, ack))
-        if receivers is None:
+
+        def send() -> tuple[int, float]:
+            published = time.monotonic()
+            return self._invalidate_now(keys, ack), published
+
+        sent = self._call(None, send)
+        if sent is None:
             self._remember(keys)
+            if trust_window:
+                time.sleep(trust_window)
             return False
-        if ack and not receivers:
+        return self._confirm(ack, sent[0], ack_timeout, sent[1], trust_window)
+
+    def prepare(
+        self, keys: Sequence[str], ack_timeout: float, hold: float, trust_window: float = 0.0
+    ) -> str | None:
+        """Before a commit: delete the keys, add this writer's hold-off to each (no fill is
+        stored while one is live: ``scripts.hold_key``) for ``hold`` seconds at most, publish,
+        and wait for every process to drop them (as ``invalidate``). Returns the hold's id,
+        for ``release``; None when Redis could not be reached (nothing is kept for replay: the
+        write is refused, or invalidated after its commit)."""
+        keys = list(keys)
+        hold_id = uuid.uuid4().hex
+        ack = self.keys.new_ack() if ack_timeout > 0 else ""
+
+        def send() -> tuple[int, float]:
+            published = time.monotonic()
+            args = [hold_id, int(hold * 1000), uuid.uuid4().hex, self.generation_ttl]
+            receivers, _ = self._publish_script(
+                "hold", scripts.HOLD, keys, self._entry_token_and_holds, args, ack
+            )
+            return receivers, published
+
+        sent = self._call(None, send, force=True)
+        if sent is None:
+            return None
+        self._confirm(ack, sent[0], ack_timeout, sent[1], trust_window)
+        return hold_id
+
+    def release(
+        self, keys: Sequence[str], hold_id: str, ack_timeout: float, trust_window: float = 0.0
+    ) -> None:
+        """After the commit: drop the keys once more, end this writer's hold-off (only its
+        own), publish. While the hold stood no process could cache the old value, so nobody
+        is waited for, unless the hold was gone (expired, or Redis lost it): then a fill may
+        have been stored meanwhile, and the keys are invalidated again, confirmed as
+        ``invalidate`` does. When Redis cannot be reached, the keys are kept for replay (the
+        hold expires by itself)."""
+        keys = list(keys)
+
+        def send() -> bool:
+            args = [hold_id, uuid.uuid4().hex, self.generation_ttl]
+            _, lost = self._publish_script(
+                "release", scripts.RELEASE, keys, self._entry_token_and_holds, args, ""
+            )
+            return lost
+
+        lost = self._call(None, send, force=True)
+        if lost is None:
+            self._remember(keys)
+        elif lost:
+            log.info("a write's hold-off was gone at its release; invalidating again")
+            self.invalidate(keys, ack_timeout, trust_window)
+
+    def _confirm(
+        self, ack: str, receivers: int, timeout: float, published: float, trust_window: float
+    ) -> bool:
+        """Wait for the acknowledgements of a publish; when some are missing, wait until
+        ``trust_window`` after the publish. Whether every process confirmed."""
+        if not ack:
+            return True
+        if not receivers:
             # Our own listener should have heard it: the subscription is elsewhere (a moved
             # cluster slot) or down, so nobody confirmed anything.
             self.stats.add("ack_timeouts")
-            return False
-        if ack:
-            return self._wait_for_acks(ack, receivers, ack_timeout)
-        return True
-
-    def prepare(self, keys: Sequence[str], ack_timeout: float, hold: int) -> bool | None:
-        """Before a commit: delete the keys, hold their fills off for ``hold`` seconds (a
-        ``HOLD_PREFIX`` token), publish, and wait (``ack_timeout`` at most) for every
-        subscribed process to drop them. None when Redis could not be reached (nothing is
-        kept for replay: the write is refused, or its post-commit invalidation follows), else
-        whether every process confirmed."""
-        keys = list(keys)
-        ack = self.keys.new_ack() if ack_timeout > 0 else ""
-        receivers = self._call(
-            None, lambda: self._invalidate_now(keys, True, ack, hold), force=True
-        )
-        if receivers is None:
-            return None
-        if ack and not receivers:
-            self.stats.add("ack_timeouts")
-            return False
-        return self._wait_for_acks(ack, receivers, ack_timeout) if ack else True
+            confirmed = False
+        else:
+            confirmed = self._wait_for_acks(ack, receivers, timeout)
+        if not confirmed and trust_window:
+            time.sleep(max(0.0, published + trust_window - time.monotonic()))
+        return confirmed
 
     def _wait_for_acks(self, ack: str, expected: int, timeout: float) -> bool:
         """Until ``expected`` distinct processes have acknowledged (a replayed message makes a

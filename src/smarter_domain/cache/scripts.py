@@ -70,16 +70,54 @@ return result
 """
 )
 
+
+def hold_key(key: str) -> str:
+    """The hold-offs of ``key`` (a sorted set: writer's hold id -> expiry, in ms of Redis's
+    clock), in ``key``'s hash slot like its token.
+
+    A hold is a write about to commit: while one is live, no fill of the key is stored. Each
+    writer adds its own and removes only its own (``HOLD``, ``RELEASE``): a plain
+    invalidation, another writer's release, a replay cannot end it. One that is never
+    released (its writer killed between its commit and its release) expires. As in "Scaling
+    Memcache at Facebook" (NSDI 2013): a delete that leaves a short-lived marker refusing
+    fills; here it is placed before the commit."""
+    return key + "#hold{" + key + "}"
+
+
+# Redis's own clock (scripts may read it since Redis 5, effects replication), and whether a
+# hold set is live: expired members are dropped; a value of another type is foreign, ignored
+# and removed.
+_HOLDS = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function held(key, now)
+  local kind = redis.call('TYPE', key).ok
+  if kind == 'none' then
+    return false
+  end
+  if kind ~= 'zset' then
+    redis.call('DEL', key)
+    return false
+  end
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  return redis.call('ZCARD', key) > 0
+end
+"""
+
 FILL = (
     _READ_TOKEN
+    + _HOLDS
     + """
--- KEYS: entry1, token1, ...  ARGV: entry ttl, expected token 1..n, payload 1..n
-local n = #KEYS / 2
+-- KEYS: entry1, token1, hold1, ...  ARGV: entry ttl, expected token 1..n, payload 1..n
+local n = #KEYS / 3
+local now = now_ms()
 local stored = {}
 for i = 1, n do
-  local token = token_of(KEYS[2 * i])
-  if token == ARGV[1 + i] and string.sub(token, 1, 5) ~= 'hold:' then
-    redis.call('SET', KEYS[2 * i - 1], ARGV[1 + n + i], 'EX', ARGV[1])
+  local base = 3 * (i - 1)
+  if token_of(KEYS[base + 2]) == ARGV[1 + i] and not held(KEYS[base + 3], now) then
+    redis.call('SET', KEYS[base + 1], ARGV[1 + n + i], 'EX', ARGV[1])
     stored[i] = 1
   else
     stored[i] = 0
@@ -89,11 +127,46 @@ return stored
 """
 )
 
-HOLD_PREFIX = "hold:"
-"""A token that starts so is a hold-off lease: a write is about to commit, and no fill of its
-key is stored until the writer releases it (after its commit) or it expires (a writer killed
-between its commit and its release). As in "Scaling Memcache at Facebook" (NSDI 2013), a
-delete that leaves a short-lived marker refusing fills."""
+HOLD = (
+    _HOLDS
+    + """
+-- Before a commit. KEYS: entry1, token1, hold1, ...
+-- ARGV: hold id, hold ms, new token, token ttl, [channel, message]
+local now = now_ms()
+for i = 1, #KEYS, 3 do
+  redis.call('DEL', KEYS[i])
+  redis.call('SET', KEYS[i + 1], ARGV[3], 'EX', ARGV[4])
+  held(KEYS[i + 2], now)  -- drops a foreign value, and expired holds
+  redis.call('ZADD', KEYS[i + 2], now + tonumber(ARGV[2]), ARGV[1])
+  redis.call('PEXPIRE', KEYS[i + 2], ARGV[2])  -- every hold lasts as long: the newest decides
+end
+if ARGV[5] and ARGV[5] ~= '' then
+  return redis.call('PUBLISH', ARGV[5], ARGV[6])
+end
+return 0
+"""
+)
+
+RELEASE = """
+-- After the commit. KEYS: entry1, token1, hold1, ...
+-- ARGV: hold id, new token, token ttl, [channel, message]
+-- Returns {receivers, lost}: lost is 1 when this writer's hold was gone (expired, or Redis
+-- lost it), so a fill may have been stored meanwhile and the writer must be confirmed.
+local lost = 0
+for i = 1, #KEYS, 3 do
+  redis.call('DEL', KEYS[i])
+  redis.call('SET', KEYS[i + 1], ARGV[2], 'EX', ARGV[3])
+  local kind = redis.call('TYPE', KEYS[i + 2]).ok
+  if kind ~= 'zset' or redis.call('ZREM', KEYS[i + 2], ARGV[1]) == 0 then
+    lost = 1
+  end
+end
+local receivers = 0
+if ARGV[4] and ARGV[4] ~= '' then
+  receivers = redis.call('PUBLISH', ARGV[4], ARGV[5])
+end
+return {receivers, lost}
+"""
 
 LOCK_SUFFIX = "#lock"
 """A cache lock is ``key#lock``: inside the namespace (a flush drops it), and no entry key ends

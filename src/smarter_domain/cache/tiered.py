@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from time import monotonic, sleep, time
+from time import monotonic, time
 from typing import Any
 
 from dogpile.cache import CacheRegion
@@ -298,52 +298,49 @@ class TieredCache:
 
     # -- invalidation ---------------------------------------------------------------------
 
-    def prepare(self, keys: Iterable[str]) -> bool:
-        """Before a write commits: drop ``keys`` here and in Redis, refuse their fills until
+    def _trust_window(self) -> float:
+        """How long a process that missed an invalidation may still trust its memory tier."""
+        return TRUST_WINDOW if self.listener is not None else 0.0
+
+    def _ack_timeout(self) -> float:
+        return self.ack_timeout if self.listener is not None else 0.0
+
+    def prepare(self, keys: Iterable[str]) -> str | None:
+        """Before a write commits: drop ``keys`` here and in Redis, hold their fills off until
         ``release`` (or ``HOLD_SECONDS``), and have every process drop them, so that no
         process can serve the old value once the write commits, even if the writer dies
-        before it invalidates. False when Redis could not be reached."""
+        before it invalidates. Returns the hold's id for ``release`` ("" without Redis); None
+        when Redis could not be reached."""
+        keys = list(keys)
+        self.drop_local(keys)
+        if self.guard is None or not keys:
+            return ""
+        return self.guard.prepare(keys, self._ack_timeout(), HOLD_SECONDS, self._trust_window())
+
+    def release(self, keys: Iterable[str], hold: str) -> None:
+        """After the commit of a prepared write: drop the keys here and everywhere once more,
+        and end its hold-off (see ``ResilientRedisProxy.release``)."""
         keys = list(keys)
         if not keys:
-            return True
+            return
+        self.stats.add("invalidations", len(keys))
         self.drop_local(keys)
-        if self.guard is None:
-            return True
-        started = monotonic()
-        confirmed = self.guard.prepare(
-            keys, self.ack_timeout if self.listener is not None else 0.0, HOLD_SECONDS
-        )
-        if confirmed is None:
-            return False
-        if not confirmed and self.listener is not None:
-            # As in invalidate(): outlast the trust of any process that did not confirm.
-            sleep(max(0.0, started + TRUST_WINDOW - monotonic()))
-        return True
+        if self.guard is not None and hold:
+            self.guard.release(keys, hold, self._ack_timeout(), self._trust_window())
+        elif self.guard is not None:
+            self.guard.invalidate(keys)
 
-    def release(self, keys: Iterable[str]) -> None:
-        """After the commit of a prepared write: end the hold-off (a fresh generation), drop
-        the keys everywhere once more. No process can hold the old value (they dropped it when
-        it was prepared, and no fill was stored since), so nobody is waited for."""
-        self.invalidate(keys, confirm=False)
-
-    def invalidate(self, keys: Iterable[str], *, confirm: bool = True) -> None:
+    def invalidate(self, keys: Iterable[str]) -> None:
         """Drop ``keys`` in this process, in Redis, and (through the listeners) in every
-        other process; with ``confirm``, wait until they did. Deletes Redis could not take are
-        replayed when it is back."""
+        other process, and wait until they did (or until none can still trust a memory tier
+        that missed it). Deletes Redis could not take are replayed when it is back."""
         keys = list(keys)
         if not keys:
             return
         self.stats.add("invalidations", len(keys))
         self.drop_local(keys)
         if self.guard is not None:
-            started = monotonic()
-            confirmed = self.guard.invalidate(
-                keys, self.ack_timeout if self.listener is not None and confirm else 0.0
-            )
-            if not confirmed and self.listener is not None and confirm:
-                # Some process did not confirm: wait until no listener can still trust a
-                # memory tier that missed this invalidation (see bus.TRUST_WINDOW).
-                sleep(max(0.0, started + TRUST_WINDOW - monotonic()))
+            self.guard.invalidate(keys, self._ack_timeout(), self._trust_window())
         elif self.redis is not None:
             self.redis.delete_multi(keys)
 
