@@ -97,6 +97,14 @@ def test_sentinel_failover(smarter_redis_sentinel: RedisSentinelServers) -> None
         assert master.get("after") == b"2"
 
         assert setup.restart_killed() == old
+        # The Sentinels reconfigure the restarted node as the new master's replica in a
+        # moment (slower on a loaded machine): wait for it, boundedly.
+        deadline = time.monotonic() + 15
+        while (
+            setup.replica_client().info("replication").get("master_port") != new
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.1)
         assert setup.replica_client().info("replication")["master_port"] == new
     finally:
         master.close()
