@@ -325,10 +325,8 @@ class TieredCache:
             return
         self.stats.add("invalidations", len(keys))
         self.drop_local(keys)
-        if self.guard is not None and hold:
+        if self.guard is not None:  # prepare() gave a hold id: it had the same guard
             self.guard.release(keys, hold, self._ack_timeout(), self._trust_window())
-        elif self.guard is not None:
-            self.guard.invalidate(keys)
 
     def invalidate(self, keys: Iterable[str]) -> None:
         """Drop ``keys`` in this process, in Redis, and (through the listeners) in every
