@@ -245,13 +245,18 @@ def test_a_nul_is_keyed_but_never_raw_in_a_key(cached_domain: Domain) -> None:
     assert "\x00" not in record.key("salt", "\x00" * 500)
 
 
-def test_deep_or_self_containing_arguments_are_type_errors(cached_domain: Domain) -> None:
+def deep_and_self_containing() -> tuple[Any, Any]:
+    """A list nested 100,000 deep, and a list that contains itself."""
     deep: Any = []
     for _ in range(100_000):
         deep = [deep]
     looped: list[Any] = []
     looped.append(looped)
-    for value in (deep, looped):
+    return deep, looped
+
+
+def test_deep_or_self_containing_arguments_are_type_errors(cached_domain: Domain) -> None:
+    for value in deep_and_self_containing():
         with pytest.raises(TypeError, match="'value'"):
             record("salt", value)
     assert calls == []
@@ -315,12 +320,7 @@ def test_codec_refuses_what_it_cannot_hold_with_type_error(value: Any) -> None:
 
 
 def test_codec_refuses_deep_or_self_containing_results_with_type_error() -> None:
-    deep: Any = []
-    for _ in range(100_000):
-        deep = [deep]
-    looped: list[Any] = []
-    looped.append(looped)
-    for value in (deep, looped):
+    for value in deep_and_self_containing():
         with pytest.raises(TypeError, match="cannot serialize"):
             codec.dumps(value)
 
