@@ -48,6 +48,7 @@ FAULTS = (
     "writer-kill",  # a writer that kill -9s itself at random points of its writes, respawned
     "postgres-restart",  # a fast restart (clients disconnected)
     "postgres-kill",  # kill -9 of the postmaster and its backends, on a durable server
+    "cluster-failover",  # kill -9 a Redis Cluster master: its replica takes over, it rejoins
 )
 KILL_CHANCE = 0.25
 """writer-kill: the share of the kamikaze writer's writes it dies in (half of them right after
@@ -359,6 +360,8 @@ class _Faults:
             self.postgres.restart()
         elif self.fault == "postgres-kill":
             self.postgres.crash()
+        elif self.fault == "cluster-failover":
+            self.redis.fail_over(self.rng.choice(self.redis.masters()))
         elif self.fault == "peer-freeze":
             peer = self.rng.choice([p for p in processes if p.is_alive()])
             os.kill(peer.pid, signal.SIGSTOP)
@@ -459,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ["SMARTER_STRESS_CONSISTENCY"] = args.consistency  # for the spawned workers
 
-    from smarter_domain.testing import PostgresServer, RedisServer
+    from smarter_domain.testing import PostgresServer, RedisClusterServers, RedisServer
 
     chosen = list(FAULTS) if args.fault == "all" else [args.fault]
     count = args.faults if args.faults is not None else (args.redis_restarts or 3)
@@ -468,7 +471,10 @@ def main(argv: list[str] | None = None) -> int:
     reports = []
     for fault in chosen:
         durable = fault == "postgres-kill"  # a crash of a non-durable server loses commits
-        with PostgresServer(durable=durable) as postgres, RedisServer() as redis_server:
+        redis: Any = (
+            RedisClusterServers(replicas=1) if fault == "cluster-failover" else RedisServer()
+        )
+        with PostgresServer(durable=durable) as postgres, redis as redis_server:
             url = postgres.create_database("stress")
             report = run(
                 url,
@@ -481,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
                 postgres=postgres,
             )
         postgres.close()
+        redis.close()
         reports.append(report)
         print(
             f"stress run: {args.workers} workers, {args.seconds:.0f} s, fault {fault}, "

@@ -94,3 +94,20 @@ def test_short_stress_run_on_a_cluster(
     assert report.writes > 50
     assert report.errors == 0, report.examples
     assert report.stale_reads == 0, report.examples
+
+
+@pytest.mark.topology
+@pytest.mark.timeout(240)
+def test_short_stress_run_with_a_cluster_failover(smarter_postgres_server: PostgresServer) -> None:
+    """A master of a Redis Cluster with replicas is killed: its replica takes over (after
+    the node timeout, 2 s) and the killed node rejoins as a replica. Writes to its slots are
+    refused meanwhile; the promoted replica is flushed before anything is read from it."""
+    url = smarter_postgres_server.create_database("stress_cluster_failover")
+    with RedisClusterServers(replicas=1) as cluster:
+        report = run(url, cluster, seconds=15, workers=4, fault="cluster-failover", faults=1)
+    cluster.close()
+    print("\n".join(report.lines()))
+    assert report.reads > 1000
+    assert report.errors == 0, report.examples
+    assert report.stale_reads == 0, report.examples
+    assert report.faults == 1

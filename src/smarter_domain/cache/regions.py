@@ -94,8 +94,7 @@ def redis_region(
         "lock_sleep": options.lock_sleep,
         "lock_blocking_timeout": options.lock_timeout,
     }
-    # A cluster is not watched for restarts (see restarts.py).
-    watch = None if target.kind == "cluster" else ServerWatch(keys.namespace, stats)
+    watch = ServerWatch(keys.namespace, stats, clustered=target.kind == "cluster")
     connection = _connection_options(options, watch)
     if target.kind == "cluster":
         backend = "dogpile.cache.redis_cluster"

@@ -8,7 +8,18 @@ Every new connection reads the server's run id (it changes on every start and di
 master and replica) and compares it with the marker ``<namespace>:server``. The marker is
 written only after a flush completes, so a connection that finds its server's run id there
 knows that server's contents are clean; otherwise it flushes (processes racing to do so only
-repeat harmless deletes). A Redis Cluster is not watched: see the README's limits.
+repeat harmless deletes).
+
+A Redis Cluster is watched node by node: a master's replica promoted by a failover (a crash,
+``CLUSTER FAILOVER FORCE``) may likewise miss the last invalidations of its slots. A node can
+only hold keys of the slots it serves, so each master keeps its marker under a hash tag of its
+lowest slot (``<namespace>:server{<tag>}``), and a flush deletes the namespace's keys of that
+node only (one ``UNLINK`` per slot: a multi-key command must stay in one slot). A connection
+to a replica (a client's stale slot map, a startup node) has nothing to check: replicas serve
+no keys to this library. The one gap left: a connection opened to a replica that stays pooled
+until that very replica is promoted, which takes a second failover in the same shard within a
+connection's lifetime and lag in that replica; a slot moved by resharding takes the marker
+with it, which costs one needless flush of the node that gave it up.
 
 The marker is untrusted input like every key: whatever is there (garbage bytes, a pickle, an
 oversized string, a hash) is simply not this server's run id, so the namespace is flushed and
@@ -18,10 +29,14 @@ exception in this callback would fail whatever call opened the connection.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import itertools
 import logging
 import time
 from typing import Any
 
+from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
 from . import scripts
@@ -41,26 +56,65 @@ def _run_id(info: bytes | str) -> bytes:
     return b""
 
 
+@functools.lru_cache(maxsize=1024)
+def slot_tag(slot: int) -> str:
+    """The shortest decimal hash tag whose key slot is ``slot`` (some thousands of CRC16s)."""
+    for n in itertools.count():
+        if key_slot(str(n).encode()) == slot:
+            return str(n)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def lowest_slot(nodes: bytes | str) -> int | None:
+    """The lowest slot a node serves, from its ``CLUSTER NODES`` reply (its own line is
+    flagged ``myself``); None for a replica or a master without slots. Slots being imported
+    or migrated (``[slot->-id]``) are not counted: they may not stay."""
+    text = nodes.decode(errors="replace") if isinstance(nodes, bytes) else nodes
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 8 or "myself" not in fields[2].split(","):
+            continue
+        if "master" not in fields[2].split(","):
+            return None
+        starts = [
+            int(item.partition("-")[0])
+            for item in fields[8:]
+            if not item.startswith("[") and item.partition("-")[0].isdigit()
+        ]
+        return min(starts, default=None)
+    return None
+
+
 class ServerWatch:
-    def __init__(self, namespace: str, stats: CacheStats) -> None:
+    def __init__(self, namespace: str, stats: CacheStats, clustered: bool = False) -> None:
         self.marker = f"{namespace}:server"
-        self.claim = self.marker + scripts.LOCK_SUFFIX
         self.pattern = f"{namespace}:*"
         self.stats = stats
+        self.clustered = clustered
 
     def on_connect(self, connection: Any) -> None:
-        """redis-py's ``redis_connect_func``: runs on every new connection, before its use."""
-        connection.on_connect()
+        """redis-py's ``redis_connect_func``: runs on every new connection, before its use
+        (the cluster client has initialized the connection itself before calling this)."""
+        marker = self.marker
+        if self.clustered:
+            connection.send_command("CLUSTER", "NODES")
+            slot = lowest_slot(connection.read_response())
+            if slot is None:
+                return
+            marker = f"{self.marker}{{{slot_tag(slot)}}}"
+        else:
+            connection.on_connect()
+        claim = marker + scripts.LOCK_SUFFIX
         connection.send_command("INFO", "server")
         run_id = _run_id(connection.read_response())
-        if run_id and self._read_marker(connection) == run_id:
+        if run_id and self._read_marker(connection, marker) == run_id:
             return
-        if not self._claim(connection, run_id):
+        if not self._claim(connection, run_id, marker, claim):
             return  # another connection flushed for this server while we waited
-        deleted = self._flush(connection)
-        connection.send_command("SET", self.marker, run_id)
+        deleted = self._flush(connection, claim)
+        connection.send_command("SET", marker, run_id)
         connection.read_response()
-        connection.send_command("DEL", self.claim)
+        connection.send_command("DEL", claim)
         connection.read_response()
         self.stats.add("server_changes")
         if deleted:
@@ -72,7 +126,7 @@ class ServerWatch:
                 deleted,
             )
 
-    def _claim(self, connection: Any, run_id: bytes) -> bool:
+    def _claim(self, connection: Any, run_id: bytes, marker: str, claim: str) -> bool:
         """One flush per server: the connections of every process meet a new server at once,
         and a second flush would delete the generation tokens of loads that began after the
         first (their fills refused, the stampede protection lost). True: this connection
@@ -82,36 +136,47 @@ class ServerWatch:
         deadline = time.monotonic() + CLAIM_SECONDS
         while True:
             connection.send_command(
-                "EVAL", scripts.LOCK_ACQUIRE, 1, self.claim, run_id, int(CLAIM_SECONDS * 1000)
+                "EVAL", scripts.LOCK_ACQUIRE, 1, claim, run_id, int(CLAIM_SECONDS * 1000)
             )
             claimed = bool(connection.read_response())
-            if self._read_marker(connection) == run_id:  # flushed by another, just now
+            if self._read_marker(connection, marker) == run_id:  # flushed by another, just now
                 if claimed:
-                    connection.send_command("DEL", self.claim)
+                    connection.send_command("DEL", claim)
                     connection.read_response()
                 return False
             if claimed or time.monotonic() > deadline:
                 return True
             time.sleep(0.01)
 
-    def _read_marker(self, connection: Any) -> bytes | None:
+    def _read_marker(self, connection: Any, marker: str) -> bytes | None:
         # GETRANGE reads at most a run id's length (40) of whatever is there, so an oversized
         # value costs nothing; a hash or list under the marker answers WRONGTYPE.
-        connection.send_command("GETRANGE", self.marker, 0, 63)
+        connection.send_command("GETRANGE", marker, 0, 63)
         try:
             marker = connection.read_response()
         except ResponseError:
             return None
         return marker if isinstance(marker, bytes) else None
 
-    def _flush(self, connection: Any) -> int:
-        cursor, deleted, claim = b"0", 0, self.claim.encode()
+    def _flush(self, connection: Any, claim: str) -> int:
+        cursor, deleted, held = b"0", 0, claim.encode()
         while True:
             connection.send_command("SCAN", cursor, "MATCH", self.pattern, "COUNT", 1000)
-            cursor, keys = connection.read_response()
-            keys = [k for k in keys if k != claim]  # held until the marker is written
-            if keys:
-                connection.send_command("UNLINK", *keys)
-                deleted += int(connection.read_response())
+            cursor, found = connection.read_response()
+            keys = [k for k in found if k != held]  # held until the marker is written
+            groups = self._by_slot(keys) if self.clustered else [keys] if keys else []
+            for group in groups:  # pipelined: every UNLINK sent, then every reply read
+                connection.send_command("UNLINK", *group)
+            for _ in groups:
+                # A slot moving away answers ASK or MOVED: its keys moved with it.
+                with contextlib.suppress(ResponseError):
+                    deleted += int(connection.read_response())
             if cursor in (b"0", "0", 0):
                 return deleted
+
+    @staticmethod
+    def _by_slot(keys: list[bytes]) -> list[list[bytes]]:
+        groups: dict[int, list[bytes]] = {}
+        for key in keys:
+            groups.setdefault(key_slot(key), []).append(key)
+        return list(groups.values())

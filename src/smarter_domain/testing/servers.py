@@ -450,21 +450,28 @@ class _TopologyServers(_Server):
 
 
 class RedisClusterServers(_TopologyServers):
-    """A real three-master Redis Cluster on 127.0.0.1 (slots split evenly, no replicas), to
-    test cluster clients against MOVED/ASK redirections and live slot migration.
+    """A real three-master Redis Cluster on 127.0.0.1 (slots split evenly), to test cluster
+    clients against MOVED/ASK redirections, live slot migration and, with ``replicas=1``,
+    a master's failover to its replica (``fail_over()``).
 
     Each node gets an explicit ``--cluster-port``: the default bus port is the data port +
     10000, which can be taken or exceed 65535 when the data port is a high ephemeral one.
+    ``nodes`` lists every node (masters first, as created); which ones are masters changes
+    with failovers: ``masters()`` says.
     """
 
     size = 3
 
-    def __init__(self, executable: str | None = None, cli: str | None = None) -> None:
+    def __init__(
+        self, executable: str | None = None, cli: str | None = None, replicas: int = 0
+    ) -> None:
         super().__init__(executable)
         self.cli = cli or find_redis_cli(self.executable)
-        ports = _free_ports(2 * self.size)
-        self.nodes = [RedisServer(self.executable, port) for port in ports[: self.size]]
-        for node, bus_port in zip(self.nodes, ports[self.size :], strict=True):
+        self.replicas = replicas
+        count = self.size * (1 + replicas)
+        ports = _free_ports(2 * count)
+        self.nodes = [RedisServer(self.executable, port) for port in ports[:count]]
+        for node, bus_port in zip(self.nodes, ports[count:], strict=True):
             node.extra_args = [
                 "--cluster-enabled",
                 "yes",
@@ -474,6 +481,8 @@ class RedisClusterServers(_TopologyServers):
                 "2000",
                 "--cluster-port",
                 str(bus_port),
+                "--repl-diskless-sync-delay",
+                "0",
             ]
         self._created = False
 
@@ -500,7 +509,7 @@ class RedisClusterServers(_TopologyServers):
                 node.start()
             if not self._created:
                 self._create()
-            self._wait(self._settled, 15, "redis cluster")
+            self._wait(self._settled, 30, "redis cluster")
         except BaseException:
             self.close()
             raise
@@ -512,7 +521,7 @@ class RedisClusterServers(_TopologyServers):
             "create",
             *(f"{LOOPBACK}:{port}" for port in self.ports),
             "--cluster-replicas",
-            "0",
+            str(self.replicas),
             "--cluster-yes",
         ]
         try:
@@ -522,19 +531,64 @@ class RedisClusterServers(_TopologyServers):
             raise ServerNotAvailable(f"redis-cli --cluster create failed: {output}") from error
         self._created = True
 
-    def _settled(self) -> bool:
-        for i in range(self.size):
+    def _live(self) -> list[int]:
+        return [i for i, node in enumerate(self.nodes) if node.running]
+
+    def _settled(self, replicas: int | None = None) -> bool:
+        """Every running node says ``cluster_state:ok`` and sees the same slot map, served by
+        ``size`` masters that each have ``replicas`` (by default all of theirs) replicas."""
+        wanted = self.replicas if replicas is None else replicas
+        live = self._live()
+        for i in live:
             info = _text(_execute(self.node_client(i), "CLUSTER", "INFO"))
             if "cluster_state:ok" not in info:
                 return False
-        tables = [self._slot_table(i) for i in range(self.size)]
+        replies = [_execute(self.node_client(i), "CLUSTER", "SLOTS") for i in live]
+        tables = [self._table(reply) for reply in replies]
         owners = {port for _, _, port in tables[0]}
-        return all(table == tables[0] for table in tables) and owners == set(self.ports)
+        if not all(table == tables[0] for table in tables) or len(owners) != self.size:
+            return False
+        return all(len(entry) - 3 >= wanted for reply in replies for entry in reply)
+
+    def masters(self) -> list[int]:
+        """Indexes (in ``nodes``) of the nodes that serve slots now."""
+        owners = {port for _, _, port in self._slot_table(self._live()[0])}
+        return [i for i, port in enumerate(self.ports) if port in owners]
+
+    def fail_over(self, master: int) -> int:
+        """Kill -9 the master ``nodes[master]``, as a crash would; return (the index of its
+        replica, promoted by the cluster) once its slots are served again, after the
+        node-timeout (2 s) and an election. The killed node is then started again and
+        rejoins as a replica of the one that replaced it (it had no persistence: it syncs
+        from it); this returns once every master has its replicas again."""
+        if self.replicas < 1:
+            raise ValueError("fail_over() needs a cluster created with replicas=1 or more")
+        before = self.masters()
+        if master not in before:
+            raise ValueError(f"node {master} is not a master")
+        killed = self.ports[master]
+        self.nodes[master].kill()
+
+        def promoted() -> bool:
+            return all(
+                "cluster_state:ok" in _text(_execute(self.node_client(i), "CLUSTER", "INFO"))
+                and killed not in {port for _, _, port in self._slot_table(i)}
+                for i in self._live()
+            )
+
+        self._wait(promoted, 30, "redis cluster failover")
+        (replacement,) = set(self.masters()) - set(before)
+        self.nodes[master].start()
+        self._wait(self._settled, 30, "redis cluster rejoin")
+        return replacement
+
+    @staticmethod
+    def _table(reply: Any) -> list[tuple[int, int, int]]:
+        return sorted((int(first), int(last), int(nodes[1])) for first, last, nodes, *_ in reply)
 
     def _slot_table(self, i: int) -> list[tuple[int, int, int]]:
         """Node ``i``'s view of the slot map: ``(first, last, owner port)`` ranges."""
-        reply = _execute(self.node_client(i), "CLUSTER", "SLOTS")
-        return sorted((int(first), int(last), int(nodes[1])) for first, last, nodes, *_ in reply)
+        return self._table(_execute(self.node_client(i), "CLUSTER", "SLOTS"))
 
     def node_client(self, i: int) -> redis.Redis:
         """A plain (non-cluster) client of node ``i``, owned by this object: no need to close
@@ -580,17 +634,17 @@ class RedisClusterServers(_TopologyServers):
             _execute(source_client, "MIGRATE", LOOPBACK, self.ports[to], "", 0, 5000, "KEYS", *keys)
         # The target first, then the source (so no request bounces between the two), then
         # the others, rather than waiting for gossip.
-        others = [i for i in range(self.size) if i not in (source, to)]
+        others = [i for i in self.masters() if i not in (source, to)]
         for i in [to, source, *others]:
             _execute(self.node_client(i), "CLUSTER", "SETSLOT", slot, "NODE", target_id)
         self._wait(
-            lambda: all(self.slot_owner(slot, seen_by=i) == to for i in range(self.size)),
+            lambda: all(self.slot_owner(slot, seen_by=i) == to for i in self._live()),
             10,
             "redis cluster slot migration",
         )
 
     def flushall(self) -> None:
-        for i in range(self.size):
+        for i in self.masters():  # replicas follow (and refuse writes)
             self.node_client(i).flushall()
 
 
