@@ -15,11 +15,14 @@ A Redis Cluster is watched node by node: a master's replica promoted by a failov
 only hold keys of the slots it serves, so each master keeps its marker under a hash tag of its
 lowest slot (``<namespace>:server{<tag>}``), and a flush deletes the namespace's keys of that
 node only (one ``UNLINK`` per slot: a multi-key command must stay in one slot). A connection
-to a replica (a client's stale slot map, a startup node) has nothing to check: replicas serve
-no keys to this library. The one gap left: a connection opened to a replica that stays pooled
-until that very replica is promoted, which takes a second failover in the same shard within a
-connection's lifetime and lag in that replica; a slot moved by resharding takes the marker
-with it, which costs one needless flush of the node that gave it up.
+to a replica (the cluster client's topology refreshes connect to every startup node, and a
+stale slot map leads there too) has nothing to check, since replicas serve this library no
+keys, but it must not stay pooled: that replica may be the one promoted next, and the pooled
+connection would then skip this check. So it is marked for reconnection (redis-py's
+``mark_for_reconnect``, redis-py 7 and later): the pool closes it when it is released, and the
+next connection checks the node again. (With an older redis-py such a connection may stay
+pooled: the gap needs a second failover within its life.) A slot moved by resharding takes
+the marker with it, which costs one needless flush of the node that gave it up.
 
 The marker is untrusted input like every key: whatever is there (garbage bytes, a pickle, an
 oversized string, a hash) is simply not this server's run id, so the namespace is flushed and
@@ -99,7 +102,9 @@ class ServerWatch:
         if self.clustered:
             connection.send_command("CLUSTER", "NODES")
             slot = lowest_slot(connection.read_response())
-            if slot is None:
+            if slot is None:  # a replica: used once (it answers MOVED to data commands)
+                if hasattr(connection, "mark_for_reconnect"):
+                    connection.mark_for_reconnect()
                 return
             marker = f"{self.marker}{{{slot_tag(slot)}}}"
         else:
