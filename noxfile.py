@@ -8,7 +8,7 @@ nox.options.sessions = ["ci"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
-SOURCES = ("src", "tests", "migrations", "bench", "noxfile.py")
+SOURCES = ("src", "tests", "migrations", "bench", "examples", "noxfile.py")
 
 
 def _lint(session: nox.Session) -> None:

@@ -1,8 +1,14 @@
 """Accounts, users and profiles.
 
-Revision ID: 0001
+Revision ID: smarter_domain_0001
 Revises:
 Create Date: 2026-11-23
+
+Released as ``0001`` in the shared ``alembic_version`` table; ``smarter_domain.migrations``
+moves such a row to the library's own version table under this id. The ``smarter_domain_``
+prefix keeps the id apart from an application's own revisions when the application runs these
+migrations from its own Alembic environment (``docs/alembic.md``), and the branch label names
+the whole history there (``alembic upgrade smarter_domain@head``).
 """
 
 from __future__ import annotations
@@ -12,9 +18,9 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0001"
+revision: str = "smarter_domain_0001"
 down_revision: str | None = None
-branch_labels: str | Sequence[str] | None = None
+branch_labels: str | Sequence[str] | None = ("smarter_domain",)
 depends_on: str | Sequence[str] | None = None
 
 

@@ -1,8 +1,10 @@
 """Smarter's manifest metadata: tags and annotations on accounts, users and profiles.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: smarter_domain_0002
+Revises: smarter_domain_0001
 Create Date: 2026-11-24
+
+Released as ``0002`` in the shared ``alembic_version`` table (see ``0001_initial_schema``).
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0002"
-down_revision: str | None = "0001"
+revision: str = "smarter_domain_0002"
+down_revision: str | None = "smarter_domain_0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

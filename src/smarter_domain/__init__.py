@@ -1,5 +1,8 @@
 """smarter-domain: the account, user and user-profile layer of the Smarter platform."""
 
+import logging as _logging
+
+from . import schema
 from .account_number import generate_account_number, is_account_number
 from .api import (
     account_number_from_url,
@@ -32,12 +35,18 @@ from .errors import (
     UserProfileNotFound,
     ValidationError,
 )
+from .health import ComponentHealth, Health
 from .manifests import load_manifests
 from .platform_account import SMARTER_ACCOUNT_NUMBER, SMARTER_ADMIN_USERNAME
+from .schema import metadata, tables
 from .settings import Settings
 from .signals import cache_invalidate, receiver
 from .unit_of_work import UnitOfWork
 from .utils import AccountUtilities
+
+# A library's warnings are the application's to route: without this, Python's last-resort
+# handler would print them on the stderr of applications that configure no logging.
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 __all__ = [
     "SMARTER_ACCOUNT_NUMBER",
@@ -49,10 +58,12 @@ __all__ = [
     "CacheStats",
     "CacheUnavailable",
     "Change",
+    "ComponentHealth",
     "ConfigurationError",
     "ConflictError",
     "DatabaseError",
     "Domain",
+    "Health",
     "NotFoundError",
     "NotMigratedError",
     "PermissionDenied",
@@ -84,7 +95,10 @@ __all__ = [
     "get_users_for_account",
     "is_account_number",
     "load_manifests",
+    "metadata",
     "receiver",
+    "schema",
     "set_domain",
+    "tables",
     "valid_resource_owners_for_user",
 ]

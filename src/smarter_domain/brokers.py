@@ -13,6 +13,7 @@ creating a user whose username is taken elsewhere fails.)
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
@@ -41,6 +42,8 @@ from .signals import cache_invalidate, send_safely
 from .unit_of_work import UnitOfWork
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from .domain import Domain
 
 E = TypeVar("E", Account, User, UserProfile)
@@ -124,6 +127,7 @@ class Broker(Generic[E]):
         *,
         actor: UserProfile,
         manifest: ManifestSource | None = None,
+        session: Session | None = None,
         **target: Any,
     ) -> None:
         if not isinstance(actor, UserProfile):
@@ -133,6 +137,9 @@ class Broker(Generic[E]):
             raise TypeError(f"{type(self).__name__} got unexpected arguments {sorted(unknown)}")
         self.domain = domain
         self.actor = actor
+        #: The application's session to work in (``domain.unit_of_work(session=...)``): the
+        #: broker's writes join its transaction, and the signal follows its commit.
+        self.session = session
         self.manifest: Any = None
         if manifest is not None:
             documents = load_manifests(manifest)
@@ -150,27 +157,36 @@ class Broker(Generic[E]):
             )
 
     @classmethod
-    def of(cls, domain: Domain, actor: UserProfile, entity: E | None = None) -> Broker[E]:
+    def of(
+        cls,
+        domain: Domain,
+        actor: UserProfile,
+        entity: E | None = None,
+        *,
+        session: Session | None = None,
+    ) -> Broker[E]:
         """A broker for ``entity`` (or, with none, for listing with ``get()``)."""
         target: dict[str, Any] = {} if entity is None else {cls.target_argument: entity}
-        return cls(domain, actor=actor, **target)
+        return cls(domain, actor=actor, session=session, **target)
 
     # -- public API ---------------------------------------------------------------------
 
     def apply(self) -> E:
-        """Create or update from the manifest, in one transaction; returns the entity."""
-        with self.domain.unit_of_work() as uow:
+        """Create or update from the manifest, in one transaction; returns the entity. (With
+        ``session=``, in a savepoint of the application's transaction: durable, and signalled,
+        when the application commits.)"""
+        with self._unit_of_work() as uow:
             entity = self._apply(uow)
+            uow.on_commit(functools.partial(self._announce, entity, "apply"))
             uow.commit()
-        self._announce(entity, "apply")
         return entity
 
     def delete(self) -> None:
         """Delete the entity (and what the database cascades to), in one transaction."""
-        with self.domain.unit_of_work() as uow:
+        with self._unit_of_work() as uow:
             entity = self._delete(uow)
+            uow.on_commit(functools.partial(self._announce, entity, "delete"))
             uow.commit()
-        self._announce(entity, "delete")
 
     def get(self, name: str | None = None) -> list[E]:
         """The entities of this kind the actor may see, optionally only those named ``name``."""
@@ -233,6 +249,9 @@ class Broker(Generic[E]):
 
     # -- shared -------------------------------------------------------------------------
 
+    def _unit_of_work(self) -> UnitOfWork:
+        return self.domain.unit_of_work(session=self.session)
+
     def _announce(self, entity: E, action: str) -> None:
         send_safely(
             cache_invalidate,
@@ -251,7 +270,7 @@ class Broker(Generic[E]):
         return self.manifest
 
     def _resolve_visible(self) -> E:
-        with self.domain.unit_of_work() as uow:
+        with self._unit_of_work() as uow:
             actor = self._verified_actor(uow)
             entity = self._find_for(uow, actor)
         if entity is None:
@@ -335,7 +354,7 @@ class Broker(Generic[E]):
 
     def _visible_accounts(self) -> list[Account] | None:
         """None: every account (superuser); else the actor's own."""
-        with self.domain.unit_of_work() as uow:
+        with self._unit_of_work() as uow:
             actor = self._verified_actor(uow)
         return None if actor.user.is_superuser else [actor.account]
 
@@ -697,22 +716,28 @@ BROKERS: dict[str, type[Broker[Any]]] = {
 }
 
 
-def broker_for(domain: Domain, manifest: Manifest, actor: UserProfile) -> Broker[Any]:
-    return BROKERS[manifest.kind](domain, actor=actor, manifest=manifest)
+def broker_for(
+    domain: Domain, manifest: Manifest, actor: UserProfile, session: Session | None = None
+) -> Broker[Any]:
+    return BROKERS[manifest.kind](domain, actor=actor, manifest=manifest, session=session)
 
 
 def apply_manifests(
-    domain: Domain, source: ManifestSource | Sequence[ManifestSource], actor: UserProfile
+    domain: Domain,
+    source: ManifestSource | Sequence[ManifestSource],
+    actor: UserProfile,
+    session: Session | None = None,
 ) -> list[Any]:
-    """Apply every document, in order, in one transaction; signals follow the commit."""
+    """Apply every document, in order, in one transaction; signals follow the commit.
+    With ``session=``, in one savepoint of the application's transaction."""
     sources: Sequence[ManifestSource] = (
         source if isinstance(source, list | tuple) else [source]  # type: ignore[list-item]
     )
     manifests = [m for s in sources for m in load_manifests(s)]
-    brokers = [broker_for(domain, manifest, actor) for manifest in manifests]
-    with domain.unit_of_work() as uow:
+    brokers = [broker_for(domain, manifest, actor, session) for manifest in manifests]
+    with domain.unit_of_work(session=session) as uow:
         entities = [broker._apply(uow) for broker in brokers]
+        for broker, entity in zip(brokers, entities, strict=True):
+            uow.on_commit(functools.partial(broker._announce, entity, "apply"))
         uow.commit()
-    for broker, entity in zip(brokers, entities, strict=True):
-        broker._announce(entity, "apply")
     return entities

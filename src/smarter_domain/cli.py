@@ -37,9 +37,16 @@ from .cache.topology import close_client, parse_redis_url
 from .database import normalize_url
 from .domain import Domain
 from .entities import Account, User, UserProfile
-from .errors import NotFoundError, NotMigratedError, SmarterError, ValidationError
+from .errors import (
+    NotFoundError,
+    NotMigratedError,
+    PermissionDenied,
+    SmarterError,
+    UserNotFound,
+    ValidationError,
+)
 from .manifests import MAX_TEXT
-from .platform_account import SMARTER_ACCOUNT_NUMBER, SMARTER_ADMIN_USERNAME
+from .platform_account import SMARTER_ADMIN_USERNAME
 from .resources import resource_directory
 from .settings import Settings
 from .urls import account_number_from_url
@@ -89,15 +96,14 @@ class Context:
             yield domain
 
     def actor(self, domain: Domain) -> UserProfile:
-        """The acting profile: the user's profile in the platform account, else its oldest."""
-        user = domain.users.get_by_username(self.actor_name)
-        if user is None:
-            raise NotFoundError(f"--as {self.actor_name}: no such user (run bootstrap?)")
-        profiles = domain.profiles.list_for_user(user.id)
-        if not profiles:
-            raise NotFoundError(f"--as {self.actor_name}: the user belongs to no account")
-        platform = [p for p in profiles if p.account.account_number == SMARTER_ACCOUNT_NUMBER]
-        return (platform or profiles)[0]
+        """The acting profile (``Domain.actor``): the user's profile in the platform account,
+        else its oldest."""
+        try:
+            return domain.actor(self.actor_name)
+        except UserNotFound as exc:
+            raise UserNotFound(f"--as {self.actor_name}: no such user (run bootstrap?)") from exc
+        except PermissionDenied as exc:
+            raise PermissionDenied(f"--as {self.actor_name}: {exc}") from exc
 
 
 def sqlite_path(database_url: str) -> Path | None:

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import Session, SessionTransaction
 
 from .errors import ConfigurationError
 
@@ -62,6 +63,24 @@ def enforce_integrity(engine: Engine) -> None:
         return
     if not event.contains(engine, "checkout", _sqlite_foreign_keys):
         event.listen(engine, "checkout", _sqlite_foreign_keys)
+
+
+def begin_savepoint(session: Session) -> SessionTransaction:
+    """``session.begin_nested()``, made safe on SQLite's Python driver.
+
+    pysqlite (in its default, legacy transaction mode) issues no ``BEGIN`` before a
+    ``SAVEPOINT``, and SQLite treats the release of a savepoint that is outermost as a
+    ``COMMIT``: a unit of work joining an application's session that had run no statement yet
+    would commit the application's transaction when it releases its savepoint. So, when the
+    driver says no transaction is open, one is begun first. (An engine set up with
+    SQLAlchemy's recipe for pysqlite, or Python 3.12's ``autocommit=False``, already has one.)
+    """
+    connection = session.connection()  # begins the session's transaction
+    if connection.dialect.name == "sqlite":
+        driver = connection.connection.dbapi_connection
+        if driver is not None and not getattr(driver, "in_transaction", True):
+            connection.exec_driver_sql("BEGIN")
+    return session.begin_nested()
 
 
 def create_domain_engine(database_url: str, **options: Any) -> Engine:

@@ -4,6 +4,7 @@ later, caches and brokers. ``configure()`` / ``get_domain()`` manage the process
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -14,7 +15,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import SingletonThreadPool, StaticPool
 
-from . import migrations
+from . import forking, migrations
+from .actors import find_actor
 from .brokers import ManifestSource, apply_manifests, broker_for
 from .cache.bus import InvalidationListener
 from .cache.keys import DEFAULT_NAMESPACE, CacheKeys
@@ -37,6 +39,7 @@ from .changes import Change
 from .database import create_domain_engine, enforce_integrity
 from .entities import Entity, UserProfile
 from .errors import CacheUnavailable, ConfigurationError, ConflictError, ValidationError
+from .health import Health, check_health
 from .manifests import load_manifests
 from .platform_account import SMARTER_ACCOUNT_NUMBER, SMARTER_ADMIN_USERNAME
 from .repositories.sql import (
@@ -79,12 +82,16 @@ class Domain:
         cache_namespace: str = DEFAULT_NAMESPACE,
         redis_options: RedisOptions | None = None,
         consistency: Consistency = "strict",
+        migrations_table: str = migrations.DEFAULT_VERSION_TABLE,
     ) -> None:
         if consistency not in ("strict", "available"):
             raise ConfigurationError(
                 f"consistency must be 'strict' or 'available', not {consistency!r}"
             )
         self.consistency: Consistency = consistency
+        #: Where ``migrate()`` keeps the library's Alembic revision (never ``alembic_version``,
+        #: the application's): ``migrations.check_version_table`` refuses a bad name here.
+        self.migrations_table = migrations.check_version_table(migrations_table)
         defaults = Settings()
         self.settings = Settings(
             database_url=database_url
@@ -120,6 +127,12 @@ class Domain:
         )
         self.utils = AccountUtilities(self)
         self._closed = False
+        forking.track(self)  # a forked child gets its own connections, listener and locks
+
+    def _after_fork_in_child(self) -> None:
+        """Called in a forked child by ``forking``'s at-fork hook."""
+        if not self._closed:
+            forking.after_fork_in_child(self.cache, self.engine if self._owns_engine else None)
 
     def _build_cache(
         self,
@@ -174,8 +187,18 @@ class Domain:
         settings = Settings.from_env()
         return cls(settings.database_url, settings.redis_url, settings.cache_ttl)
 
-    def unit_of_work(self) -> UnitOfWork:
-        return UnitOfWork(self.session_factory, self._after_commit, (self._prepare_cache,))
+    def unit_of_work(self, session: Session | None = None) -> UnitOfWork:
+        """A unit of work with its own session, or, with ``session=``, inside the
+        application's: the library's rows and the application's commit or roll back together,
+        and the cache is prepared, invalidated and signalled around the application's commit
+        (never on its rollback). See ``UnitOfWork``."""
+        return UnitOfWork(
+            self.session_factory,
+            self._after_commit,
+            (self._prepare_cache,),
+            session=session,
+            owner=self,
+        )
 
     def _prepare_cache(self, changes: Sequence[Change]) -> Callable[[], None] | None:
         """Before a commit: every key the changes make stale is dropped everywhere and its
@@ -195,14 +218,28 @@ class Domain:
             )
         return lambda: self.cache.invalidate(keys)
 
+    def actor(self, username: str, account_number: str | None = None) -> UserProfile:
+        """The profile ``username`` acts as, for brokers: in ``account_number``'s account when
+        given, else in the platform account if they belong to it, else their oldest. Raises
+        ``UserNotFound``, or ``PermissionDenied`` for an inactive user or one who is not a
+        member of the account named (``actors.find_actor``)."""
+        return find_actor(self.users, self.profiles, self.accounts, username, account_number)
+
+    def health(self, timeout: float = 2.0) -> Health:
+        """The database, Redis and listener as this process sees them, for readiness probes:
+        never raises, never takes much longer than ``timeout`` (``health.check_health``)."""
+        return check_health(self.engine, self.cache, timeout)
+
     def on_commit(self, hook: AfterCommit) -> None:
         """Call ``hook(changes)`` after every unit of work of this domain commits."""
         self._after_commit.append(hook)
 
     def migrate(self, revision: str = "head") -> None:
-        """Bring the schema to ``revision`` with the Alembic migrations."""
+        """Bring the schema to ``revision`` with the library's Alembic migrations, whose
+        history lives in ``migrations_table`` beside the application's own (a database that
+        an earlier release migrated, in ``alembic_version``, is moved over first)."""
         with translated_errors():
-            migrations.upgrade(self.engine, revision)
+            migrations.upgrade(self.engine, revision, version_table=self.migrations_table)
 
     def bootstrap(self) -> UserProfile:
         """Create the platform account, its superuser and profile; safe to run any number of
@@ -231,21 +268,29 @@ class Domain:
             uow.commit()
             return profile
 
-    def apply(self, manifest: ManifestSource, *, actor: UserProfile) -> Entity:
-        """Apply one manifest with the broker of its kind."""
+    def apply(
+        self, manifest: ManifestSource, *, actor: UserProfile, session: Session | None = None
+    ) -> Entity:
+        """Apply one manifest with the broker of its kind (``session=``: inside the
+        application's transaction, see ``unit_of_work``)."""
         documents = load_manifests(manifest)
         if len(documents) != 1:
             raise ValidationError(
                 "apply takes one manifest", {"manifest": "several documents: use apply_all"}
             )
-        entity: Entity = broker_for(self, documents[0], actor).apply()
+        entity: Entity = broker_for(self, documents[0], actor, session).apply()
         return entity
 
     def apply_all(
-        self, manifests: ManifestSource | Sequence[ManifestSource], *, actor: UserProfile
+        self,
+        manifests: ManifestSource | Sequence[ManifestSource],
+        *,
+        actor: UserProfile,
+        session: Session | None = None,
     ) -> list[Entity]:
-        """Apply every document in order, in one transaction."""
-        return apply_manifests(self, manifests, actor)
+        """Apply every document in order, in one transaction (``session=``: one savepoint of
+        the application's)."""
+        return apply_manifests(self, manifests, actor, session)
 
     def close(self) -> None:
         if self._closed:
@@ -284,6 +329,16 @@ class Domain:
 
 
 _default_lock = threading.Lock()
+
+
+def _renew_default_lock() -> None:
+    """In a forked child: a thread of the parent may have held the lock at the fork."""
+    global _default_lock
+    _default_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
+    os.register_at_fork(after_in_child=_renew_default_lock)
 _default: Domain | None = None
 _default_is_ours = False
 

@@ -40,6 +40,7 @@ from typing import Any
 
 USERS_PER_WORKER = 3
 ACCOUNT_NAME = "stress"
+ACCOUNT_NUMBER = "7777-7777-7777"
 FAULTS = (
     "redis-restart",  # kill -9, then start it again, empty
     "redis-pause",  # SIGSTOP for 1-3 s, then SIGCONT (a long fork, a VM stall)
@@ -102,21 +103,28 @@ def _domain(database_url: str, redis_url: str) -> Any:
 
 
 def setup(database_url: str, workers: int) -> None:
-    """The shared entities: one tenant account, its staff admin, users for every worker."""
+    """Migrate, then the shared entities (``populate``)."""
     import smarter_domain as sd
 
     with sd.Domain(database_url) as domain:
         domain.migrate()
-        admin = domain.bootstrap()
-        manifest = {
-            "apiVersion": "smarter.sh/v1",
-            "kind": "Account",
-            "metadata": {"name": ACCOUNT_NAME, "accountNumber": "7777-7777-7777"},
-        }
-        domain.apply(manifest, actor=admin)
-        for worker in range(workers):
-            for n in range(USERS_PER_WORKER):
-                domain.apply(_user_manifest(f"w{worker}u{n}", "first"), actor=admin)
+        populate(domain, workers)
+
+
+def populate(domain: Any, workers: int) -> Any:
+    """The shared entities: the platform account and admin (returned), one tenant account,
+    ``USERS_PER_WORKER`` users for every worker."""
+    admin = domain.bootstrap()
+    manifest = {
+        "apiVersion": "smarter.sh/v1",
+        "kind": "Account",
+        "metadata": {"name": ACCOUNT_NAME, "accountNumber": ACCOUNT_NUMBER},
+    }
+    domain.apply(manifest, actor=admin)
+    for worker in range(workers):
+        for n in range(USERS_PER_WORKER):
+            domain.apply(_user_manifest(f"w{worker}u{n}", "first"), actor=admin)
+    return admin
 
 
 def _user_manifest(username: str, first_name: str) -> dict[str, Any]:
@@ -124,13 +132,27 @@ def _user_manifest(username: str, first_name: str) -> dict[str, Any]:
         "apiVersion": "smarter.sh/v1",
         "kind": "User",
         "metadata": {"name": username, "username": username},
-        "spec": {"accountNumber": "7777-7777-7777", "config": {"firstName": first_name}},
+        "spec": {"accountNumber": ACCOUNT_NUMBER, "config": {"firstName": first_name}},
     }
 
 
 def worker_main(
     index: int, database_url: str, redis_url: str, seconds: float, output: str, seed: int
 ) -> None:
+    with _domain(database_url, redis_url) as domain:
+        result = work(domain, index, time.monotonic() + seconds, seed)
+        listener = domain.cache.listener
+        result["latencies"] = list(listener.latencies_ms) if listener is not None else []
+    Path(output).write_text(json.dumps(result))
+
+
+def work(domain: Any, index: int, until: float, seed: int) -> dict[str, Any]:
+    """One worker's share of the load on ``domain`` (its own, in a worker process; a shared
+    one, in the threads test) until ``until``: writes through brokers to the worker's own
+    users (and, for worker 0, the account), reads of every shared user and the account
+    through the cached utilities, lists and profiles. What it read and wrote, when, for
+    ``check``; writes refused (strict consistency) and calls that met a database that was
+    down, apart from the errors."""
     import smarter_domain as sd
 
     rng = random.Random(seed + index)
@@ -139,80 +161,72 @@ def worker_main(
     refused: list[float] = []
     database_down: list[float] = []
     errors: list[str] = []
-    with _domain(database_url, redis_url) as domain:
-        utils = domain.utils
-        admin = domain.bootstrap()
-        account = domain.accounts.get_by_number("7777-7777-7777")
-        assert account is not None
-        members = domain.users.inner.list_for_account(account.id)
-        mine = [u for u in members if u.username.startswith(f"w{index}u")]
-        others = [u for u in members if u.username.startswith("w")]
-        deadline = time.monotonic() + seconds
+    utils = domain.utils
+    admin = domain.bootstrap()
+    account = domain.accounts.get_by_number(ACCOUNT_NUMBER)
+    assert account is not None
+    members = domain.users.inner.list_for_account(account.id)
+    mine = [u for u in members if u.username.startswith(f"w{index}u")]
+    others = [u for u in members if u.username.startswith("w")]
 
-        def saw(kind: str, started: float, entity: Any) -> None:
-            reads.append((started, kind, entity.id, entity.version))
+    def saw(kind: str, started: float, entity: Any) -> None:
+        reads.append((started, kind, entity.id, entity.version))
 
-        while time.monotonic() < deadline:
-            started = time.monotonic()
-            choice = rng.random()
-            target = rng.choice(others)
-            try:
-                if choice < 0.12 and mine:
-                    user = rng.choice(mine)
-                    updated = domain.apply(
-                        _user_manifest(user.username, f"v{rng.randrange(10**9)}"), actor=admin
-                    )
-                    writes.append((time.monotonic(), "User", updated.id, updated.version))
-                elif choice < 0.14 and index == 0:
-                    manifest = {
-                        "apiVersion": "smarter.sh/v1",
-                        "kind": "Account",
-                        "metadata": {"name": ACCOUNT_NAME, "accountNumber": "7777-7777-7777"},
-                        "spec": {"config": {"city": f"c{rng.randrange(10**9)}"}},
-                    }
-                    updated = domain.apply(manifest, actor=admin)
-                    writes.append((time.monotonic(), "Account", updated.id, updated.version))
-                elif choice < 0.35:
-                    saw("User", started, utils.get_cached_user_for_username(target.username))
-                elif choice < 0.50:
-                    found = utils.get_cached_user_for_user_id(target.id)
-                    assert found is not None
-                    saw("User", started, found)
-                elif choice < 0.65:
-                    for user in utils.get_users_for_account(account):
-                        saw("User", started, user)
-                elif choice < 0.80:
-                    for profile in utils.get_user_profiles_for_account(account) or []:
-                        saw("User", started, profile.user)
-                        saw("Account", started, profile.account)
-                elif choice < 0.90:
-                    found_account = utils.get_cached_account_for_user(target)
-                    assert found_account is not None
-                    saw("Account", started, found_account)
-                else:
-                    profile = domain.profiles.get_for(target.id, account.id)
-                    for owner in utils.valid_resource_owners_for_user(profile):
-                        saw("User", started, owner.user)
-            except sd.CacheUnavailable:
-                refused.append(time.monotonic())  # strict consistency: the write was refused
-            except sd.DatabaseError:
-                database_down.append(time.monotonic())  # typed: the database is restarting
-            except Exception:
-                errors.append(traceback.format_exc(limit=5))
-        listener = domain.cache.listener
-        latencies = list(listener.latencies_ms) if listener is not None else []
-    Path(output).write_text(
-        json.dumps(
-            {
-                "reads": reads,
-                "writes": writes,
-                "refused": refused,
-                "database_down": database_down,
-                "errors": errors,
-                "latencies": latencies,
-            }
-        )
-    )
+    while time.monotonic() < until:
+        started = time.monotonic()
+        choice = rng.random()
+        target = rng.choice(others)
+        try:
+            if choice < 0.12 and mine:
+                user = rng.choice(mine)
+                updated = domain.apply(
+                    _user_manifest(user.username, f"v{rng.randrange(10**9)}"), actor=admin
+                )
+                writes.append((time.monotonic(), "User", updated.id, updated.version))
+            elif choice < 0.14 and index == 0:
+                manifest = {
+                    "apiVersion": "smarter.sh/v1",
+                    "kind": "Account",
+                    "metadata": {"name": ACCOUNT_NAME, "accountNumber": ACCOUNT_NUMBER},
+                    "spec": {"config": {"city": f"c{rng.randrange(10**9)}"}},
+                }
+                updated = domain.apply(manifest, actor=admin)
+                writes.append((time.monotonic(), "Account", updated.id, updated.version))
+            elif choice < 0.35:
+                saw("User", started, utils.get_cached_user_for_username(target.username))
+            elif choice < 0.50:
+                found = utils.get_cached_user_for_user_id(target.id)
+                assert found is not None
+                saw("User", started, found)
+            elif choice < 0.65:
+                for user in utils.get_users_for_account(account):
+                    saw("User", started, user)
+            elif choice < 0.80:
+                for profile in utils.get_user_profiles_for_account(account) or []:
+                    saw("User", started, profile.user)
+                    saw("Account", started, profile.account)
+            elif choice < 0.90:
+                found_account = utils.get_cached_account_for_user(target)
+                assert found_account is not None
+                saw("Account", started, found_account)
+            else:
+                profile = domain.profiles.get_for(target.id, account.id)
+                for owner in utils.valid_resource_owners_for_user(profile):
+                    saw("User", started, owner.user)
+        except sd.CacheUnavailable:
+            refused.append(time.monotonic())  # strict consistency: the write was refused
+        except sd.DatabaseError:
+            database_down.append(time.monotonic())  # typed: the database is restarting
+        except Exception:
+            errors.append(traceback.format_exc(limit=5))
+    return {
+        "reads": reads,
+        "writes": writes,
+        "refused": refused,
+        "database_down": database_down,
+        "errors": errors,
+        "latencies": [],
+    }
 
 
 def kamikaze_main(

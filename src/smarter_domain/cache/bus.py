@@ -107,6 +107,29 @@ class InvalidationListener:
         self._stopping.set()
         self._thread.join(timeout=5)
 
+    def after_fork_in_child(self, origin: str) -> None:
+        """In a forked child (``forking``), before ``start``: threads do not survive a fork,
+        so the parent's listener thread does not run here, and nothing would ever make the
+        memory tier trusted again (or, for the rest of the inherited trust window, it would be
+        trusted with nobody dropping what other processes invalidate). Untrusted at once; a
+        thread of this process's own, with this process's ``origin`` (acknowledgements count
+        distinct origins, and a listener drops only what other origins invalidate); new
+        events (a thread of the parent may have held their locks at the fork); the parent's
+        figures forgotten. The subscription opens its own connection, as always."""
+        self.trusted_until = 0.0
+        self.origin = origin
+        self._healthy = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="smarter-invalidations", daemon=True)
+        self.latencies_ms = collections.deque(maxlen=100_000)
+        self.messages = 0
+
+    def wait_until_healthy(self, timeout: float) -> bool:
+        """Wait (``timeout`` seconds at most) until the listener is subscribed; whether it
+        is."""
+        self._healthy.wait(timeout)
+        return self.healthy
+
     def _run(self) -> None:
         backoff = 0.05
         while not self._stopping.is_set():

@@ -47,6 +47,13 @@ class BoundedLRU(MutableMapping[str, Any]):
         with self._lock:
             return self._data.pop(key, default)
 
+    def after_fork_in_child(self) -> None:
+        """In a forked child (``forking``): a new lock, since a thread of the parent (which
+        does not exist here) may have held the old one at the fork. The entries are left as
+        they are: every OrderedDict operation is atomic under the GIL, so the fork cannot catch
+        one half done (at worst one entry over ``maxsize``, trimmed by the next store)."""
+        self._lock = threading.Lock()
+
     def clear(self) -> None:
         with self._lock:
             self._data.clear()

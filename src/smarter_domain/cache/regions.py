@@ -10,6 +10,7 @@ import redis
 from dogpile.cache import CacheRegion, make_region
 from dogpile.cache.api import CantDeserializeException
 from dogpile.cache.backends.redis import RedisBackend, RedisClusterBackend
+from dogpile.util import NameRegistry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -17,7 +18,7 @@ from ..errors import ConfigurationError
 from . import codec
 from .keys import CacheKeys
 from .lru import BoundedLRU
-from .resilience import DEFAULT_MAX_VALUE_BYTES, CircuitBreaker, ResilientRedisProxy, WarnOnce, log
+from .resilience import DEFAULT_MAX_VALUE_BYTES, CircuitBreaker, ResilientRedisProxy
 from .restarts import ServerWatch
 from .stats import CacheStats
 from .topology import RedisTarget
@@ -141,18 +142,6 @@ def secure_redis_region(
     # Read the master: a replica may not have an invalidation yet.
     backend.reader_client = client
 
-    warn_once = WarnOnce(log)
-
-    def deserialize(payload: bytes) -> Any:
-        # dogpile's multi-get path (the proxy has checked the header; the key is not known
-        # here): count every bad payload, log the first.
-        try:
-            return codec.loads(payload)
-        except CantDeserializeException:
-            stats.add("decode_errors")
-            warn_once("payload", "a cache entry not of the cache's typed format was ignored")
-            raise
-
     def flush_namespace() -> None:
         batch: list[Any] = []
         for key in client.scan_iter(match=keys.pattern(), count=1000):
@@ -175,7 +164,30 @@ def secure_redis_region(
         max_value_bytes=options.max_value_bytes,
     )
     proxy.expiration_time = float(expiration)
+    warn_once = proxy.payload_warn_once
+
+    def deserialize(payload: bytes) -> Any:
+        # dogpile's multi-get path (the proxy has checked the header; the key is not known
+        # here): count every bad payload, log the first.
+        try:
+            return codec.loads(payload)
+        except CantDeserializeException:
+            stats.add("decode_errors")
+            warn_once("payload", "a cache entry not of the cache's typed format was ignored")
+            raise
+
     region.serializer = codec.dumps
     region.deserializer = deserialize
     region.wrap(proxy)
     return proxy
+
+
+def renew_region_locks(region: CacheRegion) -> None:
+    """In a forked child (``forking``): dogpile keeps one mutex per key being created in the
+    region's name registry (a ``FallbackMutex`` for our Redis region, whose local lock a
+    thread of the parent may hold, or a plain lock), and the registry has a lock of its own.
+    Threads of the parent do not exist in the child and would never release them, so the
+    child starts with an empty registry. (A Redis lock a parent's thread holds is released
+    by that thread, in the parent.)"""
+    if "_lock_registry" in vars(region):  # configured
+        region._lock_registry = NameRegistry(region._create_mutex)

@@ -109,6 +109,11 @@ class WarnOnce:
                 self._seen.popitem(last=False)
         self._log.warning(message, *args)
 
+    def after_fork_in_child(self) -> None:
+        """In a forked child (``forking``): a new lock, since a thread of the parent (which
+        does not exist here) may have held the old one at the fork."""
+        self._lock = threading.Lock()
+
 
 class CircuitBreaker:
     """Closed: use Redis. Open: skip it until ``retry_after`` seconds have passed, then let
@@ -150,6 +155,12 @@ class CircuitBreaker:
                     exc,
                     self.retry_after,
                 )
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child (``forking``): a new lock (a thread of the parent may have held
+        the old one at the fork). The state is kept: whether Redis was down a moment ago is as
+        true of the child as of the parent."""
+        self._lock = threading.Lock()
 
     def success(self) -> None:
         if self._down_since is None:
@@ -208,10 +219,39 @@ class ResilientRedisProxy(ProxyBackend):
         self.clustered = clustered
         self.max_value_bytes = max_value_bytes
         self._warn_once = WarnOnce(log)
+        self.payload_warn_once = WarnOnce(log)
+        """For the region's deserializer (``secure_redis_region``), which has no key."""
 
     @property
     def pending_deletes(self) -> int:
         return len(self._pending)
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child (``forking``).
+
+        - A new origin: acknowledgements count distinct origins (``_wait_for_acks``) and a
+          listener ignores the messages of its own origin, so a child that kept its parent's
+          would neither count as a process of its own nor drop what its parent invalidates.
+        - The invalidations an outage held back are forgotten: they are the parent's writes,
+          which the parent (alive, its listener ticking) replays as soon as Redis is back.
+          Replaying them from every child as well would multiply them by the number of
+          workers (and an overflow's namespace flush with them, which refuses the fills of
+          every load under way), and the child needs none of them for itself: its memory tier
+          starts empty, and its own reads are no staler than another process's (in
+          ``strict`` consistency a write that could not reach Redis was refused or is held
+          off by its hold; in ``available``, other processes may serve the old value until
+          the replay, as documented).
+        - New locks, since threads of the parent (which do not exist here) may have held
+          them at the fork. The connection pools renew themselves: redis-py's pools compare
+          their pid with the process's on every checkout and start afresh in a child.
+        """
+        self.origin = uuid.uuid4().hex
+        self._pending_lock = threading.Lock()
+        self._pending = set()
+        self._pending_overflow = False
+        self.breaker.after_fork_in_child()
+        self._warn_once.after_fork_in_child()
+        self.payload_warn_once.after_fork_in_child()
 
     @property
     def backend(self) -> Any:

@@ -55,6 +55,13 @@ class SingleFlight:
                 del self._flights[key]
             flight.landed.release()
 
+    def after_fork_in_child(self) -> None:
+        """In a forked child (``forking``): the loads in flight at the fork belong to threads
+        of the parent that do not exist here, so they never land: a caller waiting for one
+        would wait forever. Forget them, and the lock, which one of those threads may hold."""
+        self._lock = threading.Lock()
+        self._flights = {}
+
     def __len__(self) -> int:
         """Loads in flight (for tests and diagnostics)."""
         return len(self._flights)

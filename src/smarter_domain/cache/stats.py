@@ -58,3 +58,10 @@ class CacheStats:
     def reset(self) -> None:
         with self._lock:
             self._offsets = self._totals()
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child (``forking``): a new lock (a thread of the parent may have held
+        the old one at the fork), and counters from zero: they count what this process did,
+        and a prefork worker must not report its parent's hits as its own."""
+        self._lock = threading.Lock()
+        self.reset()

@@ -33,3 +33,10 @@ class Stripes:
     def bump_all(self) -> None:
         with self._lock:
             self._epoch += 1
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child (``forking``): a new lock, since a thread of the parent (which
+        does not exist here) may have held the old one at the fork, and a new epoch, so that
+        no fill begun before the fork lands in the memory tier."""
+        self._lock = threading.Lock()
+        self._epoch += 1

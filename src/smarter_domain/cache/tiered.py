@@ -25,6 +25,7 @@ from ..changes import Change
 from .bus import TRUST_WINDOW
 from .keys import CacheKeys
 from .lru import BoundedLRU
+from .regions import renew_region_locks
 from .resilience import ResilientRedisProxy, WarnOnce
 from .singleflight import SingleFlight
 from .stats import CacheStats
@@ -365,3 +366,37 @@ class TieredCache:
     def listener_gap(self) -> None:
         self.stats.add("listener_gaps")
         self.clear_memory()
+
+    # -- processes ------------------------------------------------------------------------
+
+    def after_fork_in_child(self, subscribe_wait: float) -> None:
+        """Make this cache the forked child's own (called by ``forking``, in the child, right
+        after the fork: only the forking thread exists, the others are gone mid-whatever).
+
+        Every lock is new: one held by a thread of the parent at the fork would stay held
+        forever. The state those locks guarded is dropped where it was the parent's (loads in
+        flight, per-key mutexes, held-back invalidations, counters). With a listener, the
+        memory tier is cleared and the child's own listener started (waiting for its
+        subscription ``subscribe_wait`` seconds at most; until then the tier is bypassed):
+        the child heard nothing between the fork and its subscription. Without one (no Redis,
+        or ``listen=False``) the memory tier is kept: it only ever reflected this process's
+        own writes, and the parent's entries are exactly as fresh in the child as in the
+        parent (their time to live runs from their creation, as before)."""
+        self.stripes.after_fork_in_child()  # first: also refuses fills begun before the fork
+        self.flights.after_fork_in_child()
+        self.stats.after_fork_in_child()
+        self._warn_once.after_fork_in_child()
+        if self._lru is not None:
+            self._lru.after_fork_in_child()
+        renew_region_locks(self.memory)
+        if self.redis is not None:
+            renew_region_locks(self.redis)
+        guard = self.guard
+        if guard is not None:
+            guard.after_fork_in_child()
+        listener = self.listener
+        if listener is None:
+            return
+        listener.after_fork_in_child(guard.origin if guard is not None else listener.origin)
+        self.clear_memory()
+        listener.start(subscribe_wait)
