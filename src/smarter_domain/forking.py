@@ -49,6 +49,7 @@ SUBSCRIBE_WAIT = 0.5
 """How long the fork waits, in the child, for the child's listener to subscribe (a few
 milliseconds when Redis answers; the listener's connect timeout when it does not)."""
 
+
 class Forkable(Protocol):
     """What the hook calls: a Domain (this module never imports it: the Domain is the
     composition root, and nothing imports it back)."""
