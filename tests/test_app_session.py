@@ -14,19 +14,21 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, event, func, select
+from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 from smarter_domain import (
     CacheUnavailable,
     Change,
+    ConfigurationError,
+    ConflictError,
     Domain,
     PermissionDenied,
     User,
     UserBroker,
     cache_invalidate,
 )
-from smarter_domain.orm import Base
+from smarter_domain.orm import Base, UserRow
 from smarter_domain.testing.servers import free_port
 
 pytestmark = pytest.mark.smarter_backends("sqlite", "postgresql")
@@ -319,3 +321,169 @@ def test_an_app_commit_inside_the_block_publishes_what_was_done(
             uow.commit()  # nothing left to release: no error
         session.commit()
     assert [[c.action for c in changes] for changes in committed] == [["update"]]
+
+
+# What an adversarial review found (each failed before its fix).
+
+
+def test_the_outermost_commit_with_a_savepoint_still_open_is_invalidated(
+    app: Domain, peer: Domain
+) -> None:
+    """``session.begin()`` commits the outermost transaction with the application's savepoint
+    still open: SQLAlchemy fires its ``before_commit`` then, like a savepoint's release. The
+    change is invalidated right after the commit instead of being lost."""
+    user = app.users.add(username="rooted", first_name="Before")
+    assert peer.users.get(user.id) == user
+    with Session(app.engine) as session, session.begin():
+        session.begin_nested()
+        with app.unit_of_work(session=session) as uow:
+            uow.users.update(user.id, first_name="After")
+            uow.commit()
+    assert peer.users.get(user.id).first_name == "After"  # type: ignore[union-attr]
+    with Session(app.engine) as session:
+        transaction = session.begin()
+        with app.unit_of_work(session=session) as uow:
+            uow.users.update(user.id, first_name="Again")
+            transaction.commit()  # the transaction object's commit, mid-block
+            uow.commit()
+    assert peer.users.get(user.id).first_name == "Again"  # type: ignore[union-attr]
+
+
+def test_a_write_by_another_before_commit_listener_is_invalidated(
+    app: Domain, peer: Domain
+) -> None:
+    user = app.users.add(username="listened", first_name="Before")
+    assert peer.users.get(user.id) == user
+    with Session(app.engine) as session:
+        with app.unit_of_work(session=session) as uow:
+            uow.users.add(username="first-write")
+            uow.commit()
+
+        def touch(s: Session) -> None:
+            if s.get_nested_transaction() is None and not s.info.get("touched"):
+                s.info["touched"] = True
+                with app.unit_of_work(session=s) as late:
+                    late.users.update(user.id, first_name="After")
+                    late.commit()
+
+        event.listen(session, "before_commit", touch)
+        session.commit()
+    assert peer.users.get(user.id).first_name == "After"  # type: ignore[union-attr]
+
+
+def test_a_scoped_session_is_joined_and_leaves_no_listeners_behind(
+    app: Domain, peer: Domain
+) -> None:
+    user = app.users.add(username="scoped", first_name="Before")
+    assert peer.users.get(user.id) == user
+    factory = sessionmaker(app.engine)
+    scoped = scoped_session(factory)
+    listeners = len(list(factory().dispatch.before_commit))
+    for n in range(3):
+        with app.unit_of_work(session=scoped) as uow:
+            uow.users.update(user.id, first_name=f"After{n}")
+            uow.commit()
+        scoped.commit()
+        scoped.remove()
+    assert peer.users.get(user.id).first_name == "After2"  # type: ignore[union-attr]
+    assert len(list(factory().dispatch.before_commit)) == listeners
+    with pytest.raises(ConfigurationError):
+        app.unit_of_work(session="not a session")  # type: ignore[arg-type]
+
+
+def test_a_failed_release_leaves_the_app_transaction_usable(app: Domain) -> None:
+    """The application's own pending object breaks the flush of ``uow.commit()``: the unit's
+    savepoint is rolled back, and the application's earlier work can still be committed."""
+    taken = app.users.add(username="taken")
+    with Session(app.engine) as session:
+        session.execute(notes.insert().values(user_id=taken.id, text="the app's own work"))
+
+        def work() -> None:
+            with app.unit_of_work(session=session) as uow:
+                uow.users.add(username="mine-too")
+                session.add(UserRow(username="taken"))  # the application's mistake
+                uow.commit()
+
+        with pytest.raises(ConflictError):
+            work()
+        session.commit()
+    assert note_count(app) == 1
+    assert app.users.get_by_username("mine-too") is None
+
+
+def test_writes_after_an_app_commit_inside_the_block_still_roll_back_with_it(
+    app: Domain, committed: list[tuple[Change, ...]]
+) -> None:
+    with Session(app.engine) as session:
+
+        def work() -> None:
+            with app.unit_of_work(session=session) as uow:
+                uow.users.add(username="before-the-app-commit")
+                session.commit()
+                uow.users.add(username="after-the-app-commit")
+                raise RuntimeError("the block fails: no uow.commit()")
+
+        with pytest.raises(RuntimeError):
+            work()
+        session.commit()
+    assert app.users.get_by_username("after-the-app-commit") is None
+    names = [[c.after.username for c in changes] for changes in committed]  # type: ignore[union-attr]
+    assert names == [["before-the-app-commit"]]
+
+
+@pytest.mark.smarter_backends("postgresql")  # SQLite: the parent's open write locks the file
+def test_a_session_made_with_another_sessions_info_publishes_its_own(
+    app: Domain, peer: Domain
+) -> None:
+    user = app.users.add(username="copied", first_name="Before")
+    assert peer.users.get(user.id) == user
+    with Session(app.engine) as parent:
+        with app.unit_of_work(session=parent) as uow:
+            uow.users.add(username="parent-write")
+            uow.commit()
+        with Session(app.engine, info=parent.info) as child:
+            with app.unit_of_work(session=child) as uow:
+                uow.users.update(user.id, first_name="After")
+                uow.commit()
+            child.commit()
+        assert peer.users.get(user.id).first_name == "After"  # type: ignore[union-attr]
+        parent.rollback()
+    assert app.users.get_by_username("parent-write") is None
+
+
+def test_nothing_of_a_domain_stays_in_a_long_lived_session(app: Domain) -> None:
+    with Session(app.engine) as session:
+        for n in range(5):
+            with app.unit_of_work(session=session) as uow:
+                uow.users.add(username=f"long-{n}")
+                uow.commit()
+            if n % 2:
+                session.rollback()
+            else:
+                session.commit()
+        assert not session.info.get("smarter_domain.publishers")
+
+
+@pytest.mark.parametrize("mode", ["conditional_savepoint", "rollback_only", "create_savepoint"])
+def test_a_session_on_an_external_transaction_invalidates_at_its_real_commit(
+    app: Domain, peer: Domain, smarter_backend: str, mode: str
+) -> None:
+    """``Session(bind=connection)`` on a connection whose transaction the session does not
+    own: ``session.commit()`` is not durable. Another process may cache the old row in
+    between; the connection's own commit invalidates again."""
+    if smarter_backend == "sqlite" and mode == "create_savepoint":
+        pytest.skip("pysqlite turns the release of the session's outermost savepoint into a commit")
+    user = app.users.add(username="external", first_name="Before")
+    assert peer.users.get(user.id) == user
+    with app.engine.connect() as connection:
+        outer = connection.begin()
+        session = Session(bind=connection, join_transaction_mode=mode)  # type: ignore[arg-type]
+        with app.unit_of_work(session=session) as uow:
+            uow.users.update(user.id, first_name="After")
+            uow.commit()
+        session.commit()
+        peer.cache.clear_memory()
+        assert peer.users.get(user.id).first_name == "Before"  # type: ignore[union-attr]
+        session.close()
+        outer.commit()
+    assert peer.users.get(user.id).first_name == "After"  # type: ignore[union-attr]

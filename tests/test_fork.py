@@ -192,8 +192,13 @@ def serves_from_memory_and_stays_coherent(domain: Domain) -> None:
         seen = domain.users.get(theirs.id)
         assert seen is not None and seen.version == child_write["version"]
         assert seen.first_name == "Child's"
-    assert domain.users.get(theirs.id) == seen
-    assert counts(domain)["memory_hits"] >= 1  # the parent's memory tier is fine too
+    # The parent's memory tier is fine too (once its listener is trusted: a loaded machine
+    # may delay a pong past the trust window, which only bypasses the tier for a moment).
+    deadline = time.monotonic() + 10
+    while counts(domain)["memory_hits"] < 1:
+        assert time.monotonic() < deadline, counts(domain)
+        domain.cache.listener.wait_until_healthy(1)  # type: ignore[union-attr]
+        assert domain.users.get(theirs.id) == seen
 
 
 def test_a_child_forked_by_multiprocessing_serves_from_memory_and_sees_the_parents_writes(

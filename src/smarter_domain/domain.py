@@ -12,7 +12,7 @@ from typing import Any, Literal, Self
 
 from dogpile.cache import CacheRegion
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, scoped_session, sessionmaker
 from sqlalchemy.pool import SingletonThreadPool, StaticPool
 
 from . import forking, migrations
@@ -187,7 +187,7 @@ class Domain:
         settings = Settings.from_env()
         return cls(settings.database_url, settings.redis_url, settings.cache_ttl)
 
-    def unit_of_work(self, session: Session | None = None) -> UnitOfWork:
+    def unit_of_work(self, session: Session | scoped_session[Session] | None = None) -> UnitOfWork:
         """A unit of work with its own session, or, with ``session=``, inside the
         application's: the library's rows and the application's commit or roll back together,
         and the cache is prepared, invalidated and signalled around the application's commit
@@ -198,7 +198,16 @@ class Domain:
             (self._prepare_cache,),
             session=session,
             owner=self,
+            invalidate=self._invalidate_committed,
         )
+
+    def _invalidate_committed(self, changes: Sequence[Change]) -> None:
+        """A joined unit's changes that were committed without a prepare (written by another
+        ``before_commit`` listener), or committed again by a connection the session did not
+        own: invalidated after the fact, replayed if Redis is down."""
+        keys = self.cache.keys_of(changes)
+        if keys:
+            self.cache.invalidate(keys)
 
     def _prepare_cache(self, changes: Sequence[Change]) -> Callable[[], None] | None:
         """Before a commit: every key the changes make stale is dropped everywhere and its

@@ -11,16 +11,19 @@ dropped if the application rolls back, the whole transaction or a savepoint arou
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
-from sqlalchemy import event
-from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
+from sqlalchemy import Connection, event
+from sqlalchemy.orm import Session, SessionTransaction, scoped_session, sessionmaker
 
 from .changes import Change
 from .database import begin_savepoint
+from .errors import ConfigurationError
 from .repositories.sql import (
     SqlAccountRepository,
     SqlUserProfileRepository,
@@ -41,37 +44,53 @@ OnCommit = Callable[[], None]
 """Run once the work is durable (a broker's ``cache_invalidate`` signal)."""
 
 
+@dataclass
+class _Entry:
+    holder: SessionTransaction  # the transaction (or savepoint) it was written in
+    changes: tuple[Change, ...]
+    callbacks: tuple[OnCommit, ...]
+    prepared: bool = False
+
+
 class _SessionPublisher:
-    """The after-commit half of the units of work that joined one application session.
+    """The after-commit half of the units of work of one Domain on one application session.
 
-    A joined unit of work hands over what it changed when it releases its savepoint; each
-    hand-over is tagged with the transaction that then holds it (the application's, or a
-    savepoint of the application's). Around the application's outermost commit, the
-    ``before_commit`` hooks run (the cache's prepare: it may refuse the commit, raising out
-    of ``session.commit()``), then after it what they returned, the ``after_commit`` hooks
-    and the on-commit callbacks. A rolled-back savepoint drops what was handed over inside it;
-    the end of the outermost transaction without a commit (rollback, close, a failed commit)
-    drops everything, after running what a prepare returned (a hold is released).
+    Each change and on-commit callback is handed over as it is recorded, tagged with the
+    transaction it was written in (the unit's savepoint). Every ``before_commit`` that finds
+    changes not yet prepared, outside any savepoint, runs the ``before_commit`` hooks on them
+    (the cache's prepare: it may refuse the commit, raising out of ``commit()``). After the
+    outermost commit: what the prepares returned (the release), an invalidation of any change
+    committed unprepared (written by another ``before_commit`` listener after the prepare, or
+    committed with savepoints still open: SQLAlchemy fires the outermost ``before_commit``
+    while they are, like a savepoint's release), the ``after_commit`` hooks, the callbacks.
+    A rolled-back savepoint drops what was written in it; the end of the outermost transaction
+    without a commit (rollback, close, a failed commit) drops everything, after running what
+    a prepare returned (holds are released).
 
-    SQLAlchemy fires ``before_commit``/``after_commit`` for a savepoint's release too: only
-    the outermost transaction's count (no nested transaction in progress).
+    The listeners are registered once, on the ``Session`` class (``_dispatch``): a listener
+    added to a session while it dispatches an event would break SQLAlchemy's iteration, and
+    per-session listeners would pile up on a ``scoped_session``'s class. A publisher lives
+    in ``session.info`` only while it holds something: a long-lived session keeps no Domain
+    alive. When the session is bound to a connection whose transaction it does not own
+    (``Session(bind=connection)``), its commit is not the durable one: the changes are
+    invalidated once more when that connection commits.
     """
 
     def __init__(
         self,
         session: Session,
+        owner: object,
         before_commit: Sequence[BeforeCommit],
         after_commit: Sequence[AfterCommit],
+        invalidate: Callable[[Sequence[Change]], None],
     ) -> None:
+        self._session = weakref.ref(session)
+        self._owner_id = id(owner)
         self._before_commit = before_commit
         self._after_commit = after_commit
-        self._entries: list[tuple[SessionTransaction, tuple[Change, ...], tuple[OnCommit, ...]]]
-        self._entries = []
+        self._invalidate = invalidate
+        self._entries: list[_Entry] = []
         self._finishers: list[Callable[[], None] | None] = []
-        event.listen(session, "before_commit", self._before)
-        event.listen(session, "after_commit", self._after)
-        event.listen(session, "after_soft_rollback", self._rolled_back)
-        event.listen(session, "after_transaction_end", self._ended)
 
     @classmethod
     def of(
@@ -80,56 +99,107 @@ class _SessionPublisher:
         owner: object,
         before_commit: Sequence[BeforeCommit],
         after_commit: Sequence[AfterCommit],
+        invalidate: Callable[[Sequence[Change]], None],
     ) -> _SessionPublisher:
         """The publisher of ``owner`` (a Domain) on ``session``, made on first use."""
-        publishers: dict[int, _SessionPublisher] = session.info.setdefault(
-            "smarter_domain.publishers", {}
-        )
+        publishers = _publishers(session, create=True)
         found = publishers.get(id(owner))
         if found is None:
-            found = publishers[id(owner)] = cls(session, before_commit, after_commit)
+            found = cls(session, owner, before_commit, after_commit, invalidate)
+            publishers[id(owner)] = found
         return found
 
     def hand_over(
         self, session: Session, changes: Sequence[Change], callbacks: Sequence[OnCommit]
     ) -> None:
-        if not changes and not callbacks:
-            return
         holder = session.get_nested_transaction() or session.get_transaction()
         assert holder is not None, "handed over outside a transaction"
-        self._entries.append((holder, tuple(changes), tuple(callbacks)))
+        self._entries.append(_Entry(holder, tuple(changes), tuple(callbacks)))
 
-    def _changes(self) -> tuple[Change, ...]:
-        return tuple(change for _, changes, _ in self._entries for change in changes)
-
-    def _before(self, session: Session) -> None:
-        if session.get_nested_transaction() is not None or not self._entries:
-            return  # a savepoint's release, or nothing of ours
-        pending = self._changes()
+    def before(self, session: Session) -> None:
+        if session.get_nested_transaction() is not None:
+            # A savepoint's release (nothing durable: preparing here would invalidate for a
+            # transaction that may still roll back), or the outermost commit while savepoints
+            # are still open in it (SQLAlchemy fires its event first): the two cannot be told
+            # apart here, so the latter is invalidated right after its commit instead.
+            return
+        fresh = [entry for entry in self._entries if not entry.prepared]
+        pending = tuple(change for entry in fresh for change in entry.changes)
+        for entry in fresh:
+            entry.prepared = True
         if pending:
             for hook in self._before_commit:  # one at a time: a refusal keeps what ran
                 self._finishers.append(hook(pending))
 
-    def _after(self, session: Session) -> None:
-        if session.get_nested_transaction() is not None or not self._entries:
-            return
+    def after(self, session: Session) -> None:
+        if session.get_nested_transaction() is not None:
+            return  # a savepoint's release: not durable yet
         entries, self._entries = self._entries, []
+        self._forget(session)
+        late = tuple(c for entry in entries if not entry.prepared for c in entry.changes)
         self._finish()
-        committed = tuple(change for _, changes, _ in entries for change in changes)
-        callbacks = [callback for _, _, queued in entries for callback in queued]
+        if late:
+            self._invalidate(late)
+        committed = tuple(change for entry in entries for change in entry.changes)
+        bind = session.bind
+        if committed and isinstance(bind, Connection) and bind.in_transaction():
+            # Not the durable commit: the connection's own transaction goes on.
+            event.listen(bind, "commit", lambda _: self._invalidate(committed), once=True)
+        callbacks = [callback for entry in entries for callback in entry.callbacks]
         _publish(self._after_commit if committed else (), committed, callbacks)
 
-    def _rolled_back(self, session: Session, previous: SessionTransaction) -> None:
-        self._entries = [e for e in self._entries if not _within(e[0], previous)]
+    def rolled_back(self, session: Session, previous: SessionTransaction) -> None:
+        self._entries = [e for e in self._entries if not _within(e.holder, previous)]
 
-    def _ended(self, session: Session, transaction: SessionTransaction) -> None:
-        if transaction.parent is None:  # the outermost ended without our _after: not durable
+    def ended(self, session: Session, transaction: SessionTransaction) -> None:
+        if transaction.parent is None:  # the outermost ended without after(): not durable
             self._entries = []
+            self._forget(session)
             self._finish()
 
     def _finish(self) -> None:
         finishers, self._finishers = self._finishers, []
         _run_finishers(finishers)
+
+    def _forget(self, session: Session) -> None:
+        publishers = _publishers(session)
+        if publishers.get(self._owner_id) is self:
+            del publishers[self._owner_id]
+
+
+_PUBLISHERS = "smarter_domain.publishers"
+
+
+def _publishers(session: Session, create: bool = False) -> dict[int, _SessionPublisher]:
+    """The publishers of ``session``, in its ``info``. A session made with another's
+    ``info`` (``Session(info=other.info)``, a shallow copy) gets a dict of its own."""
+    found: dict[int, _SessionPublisher] | None = session.info.get(_PUBLISHERS)
+    if found is not None and all(p._session() is session for p in found.values()):
+        return found
+    if found is None and not create:
+        return {}
+    own: dict[int, _SessionPublisher] = {
+        key: p for key, p in (found or {}).items() if p._session() is session
+    }
+    session.info[_PUBLISHERS] = own
+    return own
+
+
+def _dispatch(name: str) -> Callable[..., None]:
+    def listener(session: Session, *args: Any) -> None:
+        publishers = session.info.get(_PUBLISHERS)
+        if publishers:
+            for publisher in list(publishers.values()):
+                if publisher._session() is session:
+                    getattr(publisher, name)(session, *args)
+
+    return listener
+
+
+event.listen(Session, "before_commit", _dispatch("before"))
+event.listen(Session, "after_commit", _dispatch("after"))
+event.listen(Session, "after_soft_rollback", _dispatch("rolled_back"))
+event.listen(Session, "after_transaction_end", _dispatch("ended"))
 
 
 def _run_finishers(finishers: Sequence[Callable[[], None] | None]) -> None:
@@ -198,12 +268,20 @@ class UnitOfWork:
         after_commit: Sequence[AfterCommit] = (),
         before_commit: Sequence[BeforeCommit] = (),
         *,
-        session: Session | None = None,
+        session: Session | scoped_session[Session] | None = None,
         owner: object = None,
+        invalidate: Callable[[Sequence[Change]], None] = lambda changes: None,
     ) -> None:
+        if isinstance(session, scoped_session):
+            session = session()  # the current thread's (Flask-SQLAlchemy's db.session)
+        if session is not None and not isinstance(session, Session):
+            raise ConfigurationError(
+                f"session= takes a SQLAlchemy Session, not {type(session).__name__}"
+            )
         self._session_factory = session_factory
         self._after_commit = after_commit
         self._before_commit = tuple(before_commit)
+        self._invalidate = invalidate
         self._joined = session
         self._owner = owner
         self._savepoint: SessionTransaction | None = None
@@ -221,10 +299,13 @@ class UnitOfWork:
         if self._joined is not None:
             self.session = self._joined
             self._publisher = _SessionPublisher.of(
-                self.session, self._owner, self._before_commit, self._after_commit
+                self.session,
+                self._owner,
+                self._before_commit,
+                self._after_commit,
+                self._invalidate,
             )
-            with translated_errors():
-                self._savepoint = begin_savepoint(self.session)
+            self._ensure_savepoint()
         else:
             self.session = self._session_factory()
         self.accounts = SqlAccountRepository(self)
@@ -261,7 +342,17 @@ class UnitOfWork:
         return nullcontext(self.session)
 
     def writing(self) -> nullcontext[Writer]:
+        if self._joined is not None:
+            self._ensure_savepoint()
         return nullcontext(self)
+
+    def _ensure_savepoint(self) -> None:
+        """Joined: every write happens inside this unit's savepoint. A new one after
+        ``commit()`` released the last, or after the application ended its transaction in
+        the middle of the block, so that leaving without ``commit()`` still undoes it."""
+        if self._savepoint is None or not self._savepoint.is_active:
+            with translated_errors():
+                self._savepoint = begin_savepoint(self.session)
 
     def record(self, change: Change) -> None:
         self._changes.append(change)
@@ -299,27 +390,41 @@ class UnitOfWork:
         """Release the savepoint into the application's transaction. What it holds was handed
         to the session's publisher as it was recorded, tagged with the savepoint, so it goes
         out with the application's commit even if the application commits before this (and
-        is dropped if the savepoint or the transaction around it rolls back)."""
+        is dropped if the savepoint or the transaction around it rolls back). If the release
+        fails (its flush meets a constraint), the savepoint is rolled back: the application's
+        transaction stays usable, with nothing of this unit in it."""
         savepoint, self._savepoint = self._savepoint, None
         if savepoint is not None and savepoint.is_active:
-            with translated_errors():
-                savepoint.commit()  # flushes, then RELEASE SAVEPOINT
+            try:
+                with translated_errors():
+                    savepoint.commit()  # flushes, then RELEASE SAVEPOINT
+            except BaseException:
+                self._abandon(savepoint)  # a failed flush leaves it inactive, not closed
+                raise
         self._changes, self._on_commit = [], []
-        # A savepoint for what this block may still do (commit() twice, like a Session).
-        with translated_errors():
-            self._savepoint = begin_savepoint(self.session)
         return pending
 
     def rollback(self) -> None:
         self._changes, self._on_commit = [], []
         if self._joined is not None:
             savepoint, self._savepoint = self._savepoint, None
-            if savepoint is not None and savepoint.is_active:
-                with translated_errors():
-                    savepoint.rollback()
+            if savepoint is not None:
+                self._abandon(savepoint)
             return
         with translated_errors():
             self.session.rollback()
+
+    def _abandon(self, savepoint: SessionTransaction) -> None:
+        """Roll back to ``savepoint`` if it is still open in the session, active or made
+        inactive by a failed flush (which the application could not commit past); one that
+        was released or rolled back (by the application too) is left alone."""
+        current = self.session.get_nested_transaction()
+        while current is not None and current.nested:
+            if current is savepoint:
+                with translated_errors():
+                    savepoint.rollback()
+                return
+            current = current.parent
 
     def _close(self) -> None:
         with translated_errors():
