@@ -1,6 +1,9 @@
 """smarter-domain: the account, user and user-profile layer of the Smarter platform."""
 
+import importlib as _importlib
 import logging as _logging
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
 from . import schema
 from .account_number import generate_account_number, is_account_number
@@ -16,7 +19,6 @@ from .api import (
     get_users_for_account,
     valid_resource_owners_for_user,
 )
-from .brokers import AccountBroker, UserBroker, UserProfileBroker, apply_manifests
 from .cache import CacheStats, TieredCache, cache_results
 from .changes import Change
 from .domain import Domain, configure, get_domain, set_domain
@@ -36,13 +38,36 @@ from .errors import (
     ValidationError,
 )
 from .health import ComponentHealth, Health
-from .manifests import load_manifests
 from .platform_account import SMARTER_ACCOUNT_NUMBER, SMARTER_ADMIN_USERNAME
 from .schema import metadata, tables
 from .settings import Settings
 from .signals import cache_invalidate, receiver
 from .unit_of_work import UnitOfWork
 from .utils import AccountUtilities
+
+if _TYPE_CHECKING:
+    from .brokers import AccountBroker, UserBroker, UserProfileBroker, apply_manifests
+    from .manifests import load_manifests
+
+_LAZY = {
+    "AccountBroker": ".brokers",
+    "UserBroker": ".brokers",
+    "UserProfileBroker": ".brokers",
+    "apply_manifests": ".brokers",
+    "load_manifests": ".manifests",
+}
+"""Imported on first use: the manifest models need pydantic, langcodes and email-validator,
+which a process that only reads never pays for."""
+
+
+def __getattr__(name: str) -> _Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 # A library's warnings are the application's to route: without this, Python's last-resort
 # handler would print them on the stderr of applications that configure no logging.

@@ -8,7 +8,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from dogpile.cache import CacheRegion
 from sqlalchemy import Engine
@@ -17,7 +17,6 @@ from sqlalchemy.pool import SingletonThreadPool, StaticPool
 
 from . import forking, migrations
 from .actors import find_actor
-from .brokers import ManifestSource, apply_manifests, broker_for
 from .cache.bus import InvalidationListener
 from .cache.keys import DEFAULT_NAMESPACE, CacheKeys
 from .cache.regions import (
@@ -40,7 +39,6 @@ from .database import create_domain_engine, enforce_integrity
 from .entities import Entity, UserProfile
 from .errors import CacheUnavailable, ConfigurationError, ConflictError, ValidationError
 from .health import Health, check_health
-from .manifests import load_manifests
 from .platform_account import SMARTER_ACCOUNT_NUMBER, SMARTER_ADMIN_USERNAME
 from .repositories.sql import (
     SqlAccountRepository,
@@ -51,6 +49,11 @@ from .repositories.sql import (
 from .settings import DEFAULT_CACHE_TTL, Settings
 from .unit_of_work import AfterCommit, AutoCommitScope, UnitOfWork
 from .utils import AccountUtilities
+
+if TYPE_CHECKING:
+    # Brokers and manifests (pydantic, langcodes, email-validator) are imported when a
+    # manifest is applied, not with the package: most processes only read.
+    from .brokers import ManifestSource
 
 log = logging.getLogger(__name__)
 
@@ -282,6 +285,9 @@ class Domain:
     ) -> Entity:
         """Apply one manifest with the broker of its kind (``session=``: inside the
         application's transaction, see ``unit_of_work``)."""
+        from .brokers import broker_for
+        from .manifests import load_manifests
+
         documents = load_manifests(manifest)
         if len(documents) != 1:
             raise ValidationError(
@@ -299,6 +305,8 @@ class Domain:
     ) -> list[Entity]:
         """Apply every document in order, in one transaction (``session=``: one savepoint of
         the application's)."""
+        from .brokers import apply_manifests
+
         return apply_manifests(self, manifests, actor, session)
 
     def close(self) -> None:
