@@ -27,6 +27,16 @@ def test_importing_the_package_leaves_the_manifest_stack_unloaded() -> None:
     assert modules_after("from smarter_domain import Domain, get_cached_user_for_username") == []
 
 
+def test_the_command_line_loads_the_manifest_stack_only_for_commands_that_need_it() -> None:
+    assert modules_after("import smarter_domain.cli") == ["click"]
+    help_only = (
+        "import contextlib, io, smarter_domain.cli as cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    cli.main(['--help'])\n"
+    )
+    assert modules_after(help_only) == ["click"]
+
+
 def test_the_lazy_names_still_work() -> None:
     loaded = modules_after(
         "import smarter_domain as sd\n"

@@ -24,14 +24,13 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 import yaml
 from rich.console import Console
 from rich.table import Table
 
-from .brokers import BROKERS, Broker
 from .cache.resilience import REDIS_ERRORS
 from .cache.topology import close_client, parse_redis_url
 from .database import normalize_url
@@ -45,11 +44,14 @@ from .errors import (
     UserNotFound,
     ValidationError,
 )
-from .manifests import MAX_TEXT
 from .platform_account import SMARTER_ADMIN_USERNAME
 from .resources import resource_directory
 from .settings import Settings
+from .text import MAX_TEXT
 from .urls import account_number_from_url
+
+if TYPE_CHECKING:
+    from .brokers import Broker  # imported with the first command that needs it
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -338,6 +340,8 @@ def _kind(name: str) -> str:
 
 def _broker(domain: Domain, kind: str, actor: UserProfile, name: str) -> Broker[Any]:
     """A broker for the one entity of ``kind`` called ``name`` that the actor can see."""
+    from .brokers import BROKERS
+
     matches = BROKERS[kind].of(domain, actor).get(name)
     if not matches:
         raise NotFoundError(f"no {kind} named {name!r}")
@@ -355,6 +359,8 @@ def get(obj: Context, kind: str, name: str | None, output: str) -> None:
     """List accounts, users or profiles (those the actor may see)."""
     kind = _kind(kind)
     with obj.domain() as domain:
+        from .brokers import BROKERS
+
         emit_entities(kind, BROKERS[kind].of(domain, obj.actor(domain)).get(name), output)
 
 

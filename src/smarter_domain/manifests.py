@@ -47,7 +47,7 @@ from yaml.nodes import MappingNode, Node, SequenceNode
 from .account_number import ACCOUNT_NUMBER_PATTERN
 from .errors import ValidationError
 from .repositories.sql import USERNAME_PATTERN
-from .text import text_problem
+from .text import MAX_TEXT, text_problem
 
 API_VERSION = "smarter.sh/v1"
 KINDS = ("Account", "User", "UserProfile")
@@ -56,8 +56,6 @@ NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"
 VERSION_PATTERN = r"^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$"
 PHONE_PATTERN = r"^(\+?[0-9 ().-]{3,30})?$"
 
-MAX_TEXT = 1 << 20
-"""The most characters of YAML text, or of all the strings of a mapping, taken at once."""
 MAX_DEPTH = 32
 """The deepest a value may sit (the document itself is at depth 1)."""
 MAX_NODES = 100_000

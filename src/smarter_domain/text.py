@@ -4,6 +4,10 @@ every backend. PostgreSQL refuses NUL characters in text, and a lone surrogate (
 
 from __future__ import annotations
 
+MAX_TEXT = 1 << 20
+"""The most characters of YAML text, or of all the strings of a mapping, taken at once (a
+manifest's limit; here, without the manifest models, so the CLI can size its reads)."""
+
 
 def text_problem(value: str) -> str | None:
     """Why ``value`` cannot be stored, keyed or looked up, or None when it can."""
