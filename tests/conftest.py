@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -69,3 +71,29 @@ def redis_client(smarter_redis_url: str) -> Iterator[redis.Redis]:
 def either_tier(request: pytest.FixtureRequest) -> Domain:
     """The default domain: memory tier only, or both tiers on the session's real Redis."""
     return request.getfixturevalue("domain" if request.param == "memory" else "redis_domain")
+
+
+@contextmanager
+def reading_meanwhile(read: Callable[[], Any]) -> Iterator[tuple[list[Any], list[BaseException]]]:
+    """Call ``read()`` in a background thread every 5 ms while the block runs (a fault is
+    injected there); yields what it returned and what it raised, complete once the block
+    has ended."""
+    seen: list[Any] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def keep_reading() -> None:
+        while not stop.is_set():
+            try:
+                seen.append(read())
+            except BaseException as exc:
+                errors.append(exc)
+            time.sleep(0.005)
+
+    reader = threading.Thread(target=keep_reading)
+    reader.start()
+    try:
+        yield seen, errors
+    finally:
+        stop.set()
+        reader.join(10)

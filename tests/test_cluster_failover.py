@@ -8,19 +8,18 @@ tests/stress.)"""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 from redis.crc import key_slot
 
-from smarter_domain import Domain, User, set_domain
+from smarter_domain import Domain, set_domain
 from smarter_domain.cache.restarts import lowest_slot, slot_tag
 from smarter_domain.cache.scripts import generation_key
 from smarter_domain.testing import RedisClusterServers, UserFactory
 
-from .conftest import FAST_FAIL
+from .conftest import FAST_FAIL, reading_meanwhile
 
 pytestmark = [pytest.mark.smarter_backends("sqlite"), pytest.mark.topology]
 
@@ -103,26 +102,9 @@ def test_a_promoted_replica_that_missed_an_invalidation_serves_nothing_stale(
     client.mset(old)
     assert client.execute_command("WAIT", 1, 5000) == 1
 
-    errors: list[BaseException] = []
-    seen: list[User | None] = []
-    stop = threading.Event()
-
-    def keep_reading() -> None:
-        while not stop.is_set():
-            try:
-                seen.append(domain.users.get(other.id))
-            except BaseException as exc:
-                errors.append(exc)
-            time.sleep(0.005)
-
     changes = domain.cache.stats.snapshot()["server_changes"]
-    reader = threading.Thread(target=keep_reading)
-    reader.start()
-    try:
+    with reading_meanwhile(lambda: domain.users.get(other.id)) as (seen, errors):
         replacement = cluster.fail_over(master)
-    finally:
-        stop.set()
-        reader.join(10)
     assert errors == []
     assert len(seen) > 10
     assert cluster.owner_of(key) == replacement

@@ -4,15 +4,16 @@ stale afterwards, even an entry whose invalidation the promoted replica never re
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from smarter_domain import Domain, User, set_domain
+from smarter_domain import Domain, set_domain
 from smarter_domain.cache import RedisOptions
 from smarter_domain.testing import RedisSentinelServers, UserFactory
+
+from .conftest import reading_meanwhile
 
 pytestmark = [pytest.mark.smarter_backends("sqlite"), pytest.mark.topology]
 
@@ -66,29 +67,12 @@ def test_failover_serves_from_the_database_meanwhile_and_nothing_stale_after(
     # ...but suppose the replica never got that DEL (replication is asynchronous):
     servers.plant_on_replica(key, old_payload)
 
-    errors: list[BaseException] = []
-    seen: list[User | None] = []
-    stop = threading.Event()
-
-    def keep_reading() -> None:
-        while not stop.is_set():
-            try:
-                seen.append(domain.users.get(other.id))
-            except BaseException as exc:
-                errors.append(exc)
-            time.sleep(0.005)
-
-    reader = threading.Thread(target=keep_reading)
-    reader.start()
-    try:
+    with reading_meanwhile(lambda: domain.users.get(other.id)) as (seen, errors):
         servers.kill_master()
         time.sleep(0.3)
         w2 = domain.users.update(other.id, first_name="w2")  # during the failover
         servers.wait_for_failover()
         time.sleep(0.5)
-    finally:
-        stop.set()
-        reader.join(10)
     assert errors == []
     assert len(seen) > 10
     assert seen[-1] == w2

@@ -17,7 +17,7 @@ import pytest
 from smarter_domain import Domain
 
 from .conftest import FAST_FAIL
-from .stress.harness import check, populate, work
+from .stress.harness import Report, check, populate, work
 
 THREADS = 8
 SECONDS = 3.0
@@ -51,6 +51,19 @@ def run_threads(domains: list[Domain], seconds: float = SECONDS) -> list[dict[st
     return results
 
 
+def coherent(results: list[dict[str, Any]]) -> Report:
+    """The checker's report of ``results``, asserted clean: no error, no refusal (every
+    server is up), no stale read, and enough of both kinds of operation to mean it."""
+    report = check(results)
+    print("\n".join(report.lines()))
+    assert report.errors == 0, report.examples
+    assert report.refused_writes == 0 and report.database_errors == 0  # all servers are up
+    assert report.stale_reads == 0, report.examples
+    assert report.writes > 20
+    assert report.reads > 500
+    return report
+
+
 @pytest.fixture
 def second(smarter_database_url: str, smarter_redis_url: str) -> Iterator[Domain]:
     """Another Domain in this process on the same database and Redis: to the cache, another
@@ -63,13 +76,7 @@ def second(smarter_database_url: str, smarter_redis_url: str) -> Iterator[Domain
 def test_one_domain_shared_by_threads_serves_no_stale_read(domain: Domain) -> None:
     populate(domain, THREADS)
     domain.cache.stats.reset()
-    report = check(run_threads([domain]))
-    print("\n".join(report.lines()))
-    assert report.errors == 0, report.examples
-    assert report.refused_writes == 0 and report.database_errors == 0  # all servers are up
-    assert report.stale_reads == 0, report.examples
-    assert report.writes > 20
-    assert report.reads > 500
+    report = coherent(run_threads([domain]))
     stats = domain.cache.stats.snapshot()
     assert stats["memory_hits"] > report.reads // 10  # the memory tier did serve them
 
@@ -79,13 +86,7 @@ def test_two_domains_in_one_process_shared_by_threads_serve_no_stale_read(
     redis_domain: Domain, second: Domain
 ) -> None:
     populate(redis_domain, THREADS)
-    report = check(run_threads([redis_domain, second]))
-    print("\n".join(report.lines()))
-    assert report.errors == 0, report.examples
-    assert report.refused_writes == 0 and report.database_errors == 0  # all servers are up
-    assert report.stale_reads == 0, report.examples
-    assert report.writes > 20
-    assert report.reads > 500
+    coherent(run_threads([redis_domain, second]))
     for each in (redis_domain, second):
         stats = each.cache.stats.snapshot()
         assert stats["memory_hits"] > 0

@@ -289,11 +289,6 @@ class UnitOfWork:
         self._changes: list[Change] = []
         self._on_commit: list[OnCommit] = []
 
-    @property
-    def joined(self) -> bool:
-        """True when working inside a session the application owns."""
-        return self._joined is not None
-
     def __enter__(self) -> Self:
         self._changes, self._on_commit = [], []
         if self._joined is not None:
