@@ -78,6 +78,14 @@ def bench(session: nox.Session) -> None:
     session.run("python", "bench/run.py", *session.posargs)
 
 
+@nox.session(name="bench-peers")
+def bench_peers(session: nox.Session) -> None:
+    """advanced-alchemy's cached repository beside ours; exits 1 if a target is missed."""
+    session.install("-e", ".[test]", "advanced-alchemy")
+    session.run("bash", "scripts/ensure-servers", external=True)
+    session.run("python", "bench/peers.py", *session.posargs)
+
+
 @nox.session
 def profile(session: nox.Session) -> None:
     """pyinstrument call trees of the hot paths (what the bench figures were chased with)."""

@@ -155,16 +155,16 @@ def test_an_invalidation_between_the_check_and_the_store_is_not_lost(domain: Dom
     user = UserFactory(domain=domain)
     cache = domain.cache
     key = cache.keys.user(user.id)
-    store = cache.memory.set
+    store = cache._store
 
-    def store_after_an_invalidation(k: str, value: Any) -> None:
-        cache.drop_local([k])  # lands after the fill's check, before its store
-        store(k, value)
+    def store_after_an_invalidation(values: Any) -> None:
+        cache.drop_local(list(values))  # lands after the fill's check, before its store
+        store(values)
 
-    cache.memory.set = store_after_an_invalidation  # type: ignore[method-assign]
+    cache._store = store_after_an_invalidation  # type: ignore[method-assign]
     try:
         assert domain.users.get(user.id) == user
     finally:
-        del cache.memory.set
+        del cache._store
     assert cache.peek(key) is NO_VALUE
     assert cache.memory.get(key) is NO_VALUE

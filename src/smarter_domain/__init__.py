@@ -1,72 +1,162 @@
-"""smarter-domain: the account, user and user-profile layer of the Smarter platform."""
+"""smarter-domain: the account, user and user-profile layer of the Smarter platform.
 
-import importlib as _importlib
+``import smarter_domain`` imports nothing else of the library: each public name (``__all__``)
+is imported from its module on first use (PEP 562), then kept in this module's globals, so
+a later access is a plain attribute lookup. ``smarter_domain.Domain`` loads SQLAlchemy and
+the cache (redis, dogpile), ``smarter_domain.apply_manifests`` the manifest stack (pydantic,
+langcodes, email-validator); a process pays for what it uses. The library's modules are
+reachable as attributes too (``smarter_domain.errors``, ``smarter_domain.testing``).
+"""
+
+from __future__ import annotations
+
 import logging as _logging
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
+import sys as _sys
 
-from . import schema
-from .account_number import generate_account_number, is_account_number
-from .api import (
-    account_number_from_url,
-    get_cached_account_for_user,
-    get_cached_admin_user_for_account,
-    get_cached_default_account,
-    get_cached_smarter_admin_user_profile,
-    get_cached_user_for_user_id,
-    get_cached_user_for_username,
-    get_user_profiles_for_account,
-    get_users_for_account,
-    valid_resource_owners_for_user,
-)
-from .cache import CacheStats, TieredCache, cache_results
-from .changes import Change
-from .domain import Domain, configure, get_domain, set_domain
-from .entities import Account, User, UserProfile
-from .errors import (
-    AccountNotFound,
-    CacheUnavailable,
-    ConfigurationError,
-    ConflictError,
-    DatabaseError,
-    NotFoundError,
-    NotMigratedError,
-    PermissionDenied,
-    SmarterError,
-    UserNotFound,
-    UserProfileNotFound,
-    ValidationError,
-)
-from .health import ComponentHealth, Health
-from .platform_account import SMARTER_ACCOUNT_NUMBER, SMARTER_ADMIN_USERNAME
-from .schema import metadata, tables
-from .settings import Settings
-from .signals import cache_invalidate, receiver
-from .unit_of_work import UnitOfWork
-from .utils import AccountUtilities
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Any
 
-if _TYPE_CHECKING:
+    from . import schema
+    from .account_number import generate_account_number, is_account_number
+    from .api import (
+        get_cached_account_for_user,
+        get_cached_admin_user_for_account,
+        get_cached_default_account,
+        get_cached_smarter_admin_user_profile,
+        get_cached_user_for_user_id,
+        get_cached_user_for_username,
+        get_user_profiles_for_account,
+        get_users_for_account,
+        valid_resource_owners_for_user,
+    )
     from .brokers import AccountBroker, UserBroker, UserProfileBroker, apply_manifests
+    from .cache import CacheStats, TieredCache, cache_results
+    from .changes import Change
+    from .domain import Domain, configure, get_domain, set_domain
+    from .entities import Account, User, UserProfile
+    from .errors import (
+        AccountNotFound,
+        CacheUnavailable,
+        ConfigurationError,
+        ConflictError,
+        DatabaseError,
+        NotFoundError,
+        NotMigratedError,
+        PermissionDenied,
+        SmarterError,
+        UserNotFound,
+        UserProfileNotFound,
+        ValidationError,
+    )
+    from .health import ComponentHealth, Health
     from .manifests import load_manifests
+    from .platform_account import SMARTER_ACCOUNT_NUMBER, SMARTER_ADMIN_USERNAME
+    from .schema import metadata, tables
+    from .settings import Settings
+    from .signals import cache_invalidate, receiver
+    from .unit_of_work import UnitOfWork
+    from .urls import account_number_from_url
+    from .utils import AccountUtilities
 
-_LAZY = {
-    "AccountBroker": ".brokers",
-    "UserBroker": ".brokers",
-    "UserProfileBroker": ".brokers",
-    "apply_manifests": ".brokers",
-    "load_manifests": ".manifests",
+_EXPORTS = {
+    ".account_number": ("generate_account_number", "is_account_number"),
+    ".api": (
+        "get_cached_account_for_user",
+        "get_cached_admin_user_for_account",
+        "get_cached_default_account",
+        "get_cached_smarter_admin_user_profile",
+        "get_cached_user_for_user_id",
+        "get_cached_user_for_username",
+        "get_user_profiles_for_account",
+        "get_users_for_account",
+        "valid_resource_owners_for_user",
+    ),
+    ".brokers": ("AccountBroker", "UserBroker", "UserProfileBroker", "apply_manifests"),
+    ".cache": ("CacheStats", "TieredCache", "cache_results"),
+    ".changes": ("Change",),
+    ".domain": ("Domain", "configure", "get_domain", "set_domain"),
+    ".entities": ("Account", "User", "UserProfile"),
+    ".errors": (
+        "AccountNotFound",
+        "CacheUnavailable",
+        "ConfigurationError",
+        "ConflictError",
+        "DatabaseError",
+        "NotFoundError",
+        "NotMigratedError",
+        "PermissionDenied",
+        "SmarterError",
+        "UserNotFound",
+        "UserProfileNotFound",
+        "ValidationError",
+    ),
+    ".health": ("ComponentHealth", "Health"),
+    ".manifests": ("load_manifests",),
+    ".platform_account": ("SMARTER_ACCOUNT_NUMBER", "SMARTER_ADMIN_USERNAME"),
+    ".schema": ("metadata", "tables"),
+    ".settings": ("Settings",),
+    ".signals": ("cache_invalidate", "receiver"),
+    ".unit_of_work": ("UnitOfWork",),
+    ".urls": ("account_number_from_url",),
+    ".utils": ("AccountUtilities",),
 }
-"""Imported on first use: the manifest models need pydantic, langcodes and email-validator,
-which a process that only reads never pays for."""
+"""The module of each public name (kept in step with the imports above: a test checks)."""
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+_SUBMODULES = frozenset(
+    {
+        "account_number",
+        "actors",
+        "api",
+        "brokers",
+        "cache",
+        "changes",
+        "cli",
+        "database",
+        "domain",
+        "entities",
+        "errors",
+        "forking",
+        "health",
+        "manifests",
+        "migrations",
+        "orm",
+        "platform_account",
+        "repositories",
+        "resources",
+        "schema",
+        "settings",
+        "signals",
+        "testing",
+        "text",
+        "unit_of_work",
+        "urls",
+        "utils",
+    }
+)
+"""The library's modules, imported when reached as an attribute (``smarter_domain.errors``).
+Listed rather than looked up, so that no other name (a probe such as ``hasattr``, or a data
+folder of the wheel) imports anything."""
 
 
-def __getattr__(name: str) -> _Any:
-    module = _LAZY.get(name)
-    if module is None:
+def __getattr__(name: str) -> Any:
+    # __import__ rather than importlib.import_module: the import statement's path, which
+    # ``python -X importtime`` reports (import_module's imports go unlisted).
+    module = _MODULE_OF.get(name)
+    if module is not None:
+        value = getattr(__import__(f"{__name__}{module}", fromlist=[name]), name)
+    elif name in _SUBMODULES:
+        __import__(f"{__name__}.{name}")
+        value = _sys.modules[f"{__name__}.{name}"]
+    else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module, __name__), name)
-    globals()[name] = value
+    globals()[name] = value  # the next access does not come here
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*__all__, *_SUBMODULES})
 
 
 # A library's warnings are the application's to route: without this, Python's last-resort

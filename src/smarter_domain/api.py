@@ -1,11 +1,18 @@
 """The account utilities as module-level functions on the default domain (``get_domain()``),
-with the signatures of Smarter's ``smarter.apps.account.utils``."""
+with the signatures of Smarter's ``smarter.apps.account.utils``.
+
+Importing this module imports neither the domain nor SQLAlchemy: the first call does."""
 
 from __future__ import annotations
 
-from .domain import get_domain
-from .entities import Account, User, UserProfile
-from .urls import account_number_from_url
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .domain import Domain
+    from .entities import Account, User, UserProfile
+    from .urls import account_number_from_url
 
 __all__ = [
     "account_number_from_url",
@@ -21,41 +28,64 @@ __all__ = [
 ]
 
 
+def _first_get_domain() -> Domain:
+    """``get_domain()`` on the first call: importing this module imports no SQLAlchemy; the
+    first call imports the domain module and keeps its ``get_domain`` for the next calls."""
+    global _get_domain
+    from .domain import get_domain
+
+    _get_domain = get_domain
+    return get_domain()
+
+
+_get_domain: Callable[[], Domain] = _first_get_domain
+
+
+def __getattr__(name: str) -> Any:
+    """The names this module imported before it imported them lazily (PEP 562):
+    ``account_number_from_url`` (from ``urls``) and ``get_domain`` (from ``domain``)."""
+    module = {"account_number_from_url": ".urls", "get_domain": ".domain"}.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = globals()[name] = getattr(__import__(f"{__package__}{module}", fromlist=[name]), name)
+    return value
+
+
 def get_cached_account_for_user(user: User | None, *, invalidate: bool = False) -> Account | None:
-    return get_domain().utils.get_cached_account_for_user(user, invalidate=invalidate)
+    return _get_domain().utils.get_cached_account_for_user(user, invalidate=invalidate)
 
 
 def get_cached_admin_user_for_account(account: Account | None, *, invalidate: bool = False) -> User:
-    return get_domain().utils.get_cached_admin_user_for_account(account, invalidate=invalidate)
+    return _get_domain().utils.get_cached_admin_user_for_account(account, invalidate=invalidate)
 
 
 def get_cached_default_account(*, invalidate: bool = False) -> Account:
-    return get_domain().utils.get_cached_default_account(invalidate=invalidate)
+    return _get_domain().utils.get_cached_default_account(invalidate=invalidate)
 
 
 def get_cached_smarter_admin_user_profile(*, invalidate: bool = False) -> UserProfile:
-    return get_domain().utils.get_cached_smarter_admin_user_profile(invalidate=invalidate)
+    return _get_domain().utils.get_cached_smarter_admin_user_profile(invalidate=invalidate)
 
 
 def get_cached_user_for_user_id(user_id: int | None, *, invalidate: bool = False) -> User | None:
-    return get_domain().utils.get_cached_user_for_user_id(user_id, invalidate=invalidate)
+    return _get_domain().utils.get_cached_user_for_user_id(user_id, invalidate=invalidate)
 
 
 def get_cached_user_for_username(username: str | None, *, invalidate: bool = False) -> User:
-    return get_domain().utils.get_cached_user_for_username(username, invalidate=invalidate)
+    return _get_domain().utils.get_cached_user_for_username(username, invalidate=invalidate)
 
 
 def get_user_profiles_for_account(
     account: Account | None, *, invalidate: bool = False
 ) -> list[UserProfile] | None:
-    return get_domain().utils.get_user_profiles_for_account(account, invalidate=invalidate)
+    return _get_domain().utils.get_user_profiles_for_account(account, invalidate=invalidate)
 
 
 def get_users_for_account(account: Account | None, *, invalidate: bool = False) -> list[User]:
-    return get_domain().utils.get_users_for_account(account, invalidate=invalidate)
+    return _get_domain().utils.get_users_for_account(account, invalidate=invalidate)
 
 
 def valid_resource_owners_for_user(
     user_profile: UserProfile | None, *, invalidate: bool = False
 ) -> list[UserProfile]:
-    return get_domain().utils.valid_resource_owners_for_user(user_profile, invalidate=invalidate)
+    return _get_domain().utils.valid_resource_owners_for_user(user_profile, invalidate=invalidate)

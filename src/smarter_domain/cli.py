@@ -12,6 +12,10 @@ Only ``migrate``, the bare command (setup) and ``demo`` may create a SQLite data
 every other command on a SQLite file that does not exist says so (``no database at PATH:
 run `smarter-domain migrate```) and creates nothing. Manifest files (and stdin, ``-f -``) must
 be UTF-8 (a byte order mark is allowed).
+
+This module imports click and little else: ``smarter-domain --help`` loads no SQLAlchemy,
+redis, dogpile or pydantic. Each command imports what it uses in its body (the Domain, the
+brokers, YAML, rich).
 """
 
 from __future__ import annotations
@@ -27,15 +31,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
-import yaml
-from rich.console import Console
-from rich.table import Table
 
-from .cache.resilience import REDIS_ERRORS
-from .cache.topology import close_client, parse_redis_url
-from .database import normalize_url
-from .domain import Domain
-from .entities import Account, User, UserProfile
 from .errors import (
     NotFoundError,
     NotMigratedError,
@@ -45,13 +41,12 @@ from .errors import (
     ValidationError,
 )
 from .platform_account import SMARTER_ADMIN_USERNAME
-from .resources import resource_directory
-from .settings import Settings
 from .text import MAX_TEXT
-from .urls import account_number_from_url
 
 if TYPE_CHECKING:
-    from .brokers import Broker  # imported with the first command that needs it
+    from .brokers import Broker
+    from .domain import Domain
+    from .entities import UserProfile
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -90,11 +85,14 @@ class Context:
     @contextmanager
     def domain(self, *, create: bool = False) -> Iterator[Domain]:
         """The Domain of the options; unless ``create``, a SQLite file must already exist."""
+        from .settings import Settings
+
         env = Settings.from_env()
         database_url = self.database_url or env.database_url
         if not create:
             require_database(database_url)
-        with Domain(database_url, self.redis_url or env.redis_url, env.cache_ttl) as domain:
+        domain_class = _domain_class()
+        with domain_class(database_url, self.redis_url or env.redis_url, env.cache_ttl) as domain:
             yield domain
 
     def actor(self, domain: Domain) -> UserProfile:
@@ -108,9 +106,29 @@ class Context:
             raise PermissionDenied(f"--as {self.actor_name}: {exc}") from exc
 
 
+def _domain_class() -> type[Domain]:
+    """``Domain``, imported with the first command that needs it (SQLAlchemy, the cache).
+    Looked up in this module's globals, so that ``cli.Domain = Other`` replaces it."""
+    domain_class: type[Domain] | None = globals().get("Domain")
+    if domain_class is None:
+        from .domain import Domain as imported
+
+        domain_class = globals()["Domain"] = imported
+    return domain_class
+
+
+def __getattr__(name: str) -> Any:
+    """``cli.Domain`` before any command imported it (PEP 562)."""
+    if name == "Domain":
+        return _domain_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def sqlite_path(database_url: str) -> Path | None:
     """The file of a SQLite database URL, or None (not SQLite, in memory, or unparsable:
     the Domain reports those)."""
+    from .database import normalize_url
+
     try:
         url = normalize_url(database_url)
     except SmarterError:
@@ -205,12 +223,18 @@ def emit(data: Any, output: str) -> None:
     if output == "json":
         click.echo(json.dumps(data, indent=2, default=str))
     elif output == "yaml":
+        import yaml
+
         click.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), nl=False)
     else:
+        from rich.console import Console
+
         Console().print(data)
 
 
 def _cell(entity: Any, column: str) -> str:
+    from .entities import Account, User
+
     value = getattr(entity, column)
     if isinstance(value, User):
         return value.username
@@ -223,6 +247,9 @@ def emit_entities(kind: str, entities: list[Any], output: str) -> None:
     if output != "table":
         emit(plain(entities), output)
         return
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title=f"{kind}s ({len(entities)})")
     for column in COLUMNS[kind]:
         table.add_column(column)
@@ -324,6 +351,8 @@ def _read_at_most(stream: IO[bytes]) -> bytes:
 
 
 def _label(entity: Any) -> str:
+    from .entities import Account, User
+
     if isinstance(entity, Account):
         return f"{entity.name} ({entity.account_number})"
     if isinstance(entity, User):
@@ -392,6 +421,8 @@ def delete(obj: Context, kind: str, name: str) -> None:
 @click.argument("url")
 def account_number(url: str) -> None:
     """Print the account number in a URL's host (exit 1 if there is none)."""
+    from .urls import account_number_from_url
+
     number = account_number_from_url(url)
     if number is None:
         raise click.ClickException(f"no account number in the host of {url!r}")
@@ -408,6 +439,9 @@ def cache() -> None:
 @click.pass_obj
 def cache_stats(obj: Context, output: str) -> None:
     """This process's counters, and the Redis tier's entries."""
+    from .cache.resilience import REDIS_ERRORS
+    from .cache.topology import close_client, parse_redis_url
+
     with obj.domain() as domain:
         data: dict[str, Any] = {"counters": domain.cache.stats.snapshot()}
         if domain.settings.redis_url:
@@ -441,6 +475,8 @@ def cache_invalidate_command(obj: Context, kind: str, name: str) -> None:
 @click.pass_context
 def demo(ctx: click.Context) -> None:
     """The README walkthrough: migrate, bootstrap, apply the examples, show the result."""
+    from .resources import resource_directory
+
     obj: Context = ctx.obj
     walkthrough = resource_directory("examples") / "walkthrough.yaml"
     click.echo("$ smarter-domain migrate && smarter-domain bootstrap")
@@ -463,3 +499,7 @@ def demo(ctx: click.Context) -> None:
             f"get_cached_account_for_user(jdoe) -> {account.account_number} ({account.name}):"
             " the default account wins over jdoe's older profile in acme"
         )
+
+
+if __name__ == "__main__":  # python -m smarter_domain.cli
+    main()

@@ -8,14 +8,13 @@ from typing import Any
 
 import redis
 from dogpile.cache import CacheRegion, make_region
-from dogpile.cache.api import CantDeserializeException
 from dogpile.cache.backends.redis import RedisBackend, RedisClusterBackend
 from dogpile.util import NameRegistry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ..errors import ConfigurationError
-from . import codec
+from .backend import BACKENDS  # importing it registers the compact backends with dogpile
 from .keys import CacheKeys
 from .lru import BoundedLRU
 from .resilience import DEFAULT_MAX_VALUE_BYTES, CircuitBreaker, ResilientRedisProxy
@@ -33,7 +32,10 @@ class RedisOptions:
     connect_timeout: float = 0.25
     retry_after: float = 2.0
     lock_timeout: int = 10
+    """How long a loader's lease on a missed key lasts if it never fills (it died), and how
+    long the other processes wait for its fill before loading themselves."""
     lock_sleep: float = 0.01
+    """How long a miss waiting for another process's fill sleeps between two looks."""
     max_connections: int = 64
     ack_timeout: float = 0.5
     """How long a write waits for the other processes to confirm they dropped its keys."""
@@ -84,11 +86,12 @@ def redis_region(
     options: RedisOptions = RedisOptions(),
     name: str = "smarter_domain.redis",
 ) -> tuple[CacheRegion, ResilientRedisProxy]:
-    """dogpile's redis, redis_sentinel or redis_cluster backend for ``target``, made safe by
+    """A region on the compact backend (``backend``: dogpile's redis, redis_sentinel or
+    redis_cluster backend, storing records) for ``target``, made safe by
     ``secure_redis_region``."""
     arguments: dict[str, Any] = {
-        # dogpile's metadata decides freshness; Redis's own TTL only reclaims memory.
-        "redis_expiration_time": expiration_time * 2,
+        # An entry lives as long as it is fresh (its creation time is in the record too).
+        "redis_expiration_time": expiration_time,
         "distributed_lock": True,
         "thread_local_lock": False,
         "lock_timeout": options.lock_timeout,
@@ -98,11 +101,11 @@ def redis_region(
     watch = ServerWatch(keys.namespace, stats, clustered=target.kind == "cluster")
     connection = _connection_options(options, watch)
     if target.kind == "cluster":
-        backend = "dogpile.cache.redis_cluster"
+        backend = "smarter_domain.redis_cluster"
         arguments["startup_nodes"] = target.cluster_nodes()
         arguments["connection_kwargs"] = target.cluster_options(connection)
     elif target.kind == "sentinel":
-        backend = "dogpile.cache.redis_sentinel"
+        backend = "smarter_domain.redis_sentinel"
         arguments.update(
             sentinels=list(target.nodes),
             service_name=target.service_name,
@@ -120,8 +123,9 @@ def redis_region(
             connection_kwargs=target.sentinel_options(connection),
         )
     else:
-        backend = "dogpile.cache.redis"
+        backend = "smarter_domain.redis"
         arguments["connection_pool"] = redis_connection_pool(target.url, options, watch)
+    assert backend in BACKENDS
     region = make_region(name=name).configure(
         backend, expiration_time=expiration_time, arguments=arguments
     )
@@ -131,8 +135,9 @@ def redis_region(
 def secure_redis_region(
     region: CacheRegion, stats: CacheStats, keys: CacheKeys, options: RedisOptions
 ) -> ResilientRedisProxy:
-    """Give a dogpile Redis region the typed codec (never pickle) and the resilient, coherent
-    proxy. An application's own region goes through here too, so it gets the same guarantees."""
+    """Give a dogpile Redis region the record format (typed, never pickle) and the resilient,
+    coherent proxy. An application's own region (any dogpile Redis backend) goes through here
+    too, so it gets the same guarantees and the same entries."""
     backend = region.actual_backend
     if not isinstance(backend, RedisBackend):
         raise ConfigurationError(
@@ -164,20 +169,12 @@ def secure_redis_region(
         max_value_bytes=options.max_value_bytes,
     )
     proxy.expiration_time = float(expiration)
-    warn_once = proxy.payload_warn_once
-
-    def deserialize(payload: bytes) -> Any:
-        # dogpile's multi-get path (the proxy has checked the header; the key is not known
-        # here): count every bad payload, log the first.
-        try:
-            return codec.loads(payload)
-        except CantDeserializeException:
-            stats.add("decode_errors")
-            warn_once("payload", "a cache entry not of the cache's typed format was ignored")
-            raise
-
-    region.serializer = codec.dumps
-    region.deserializer = deserialize
+    proxy.lease_ms = int(options.lock_timeout * 1000)
+    proxy.lease_wait = float(options.lock_timeout)
+    proxy.lease_sleep = options.lock_sleep
+    # dogpile hands the proxy its CachedValues, which it stores as records (``backend``).
+    region.serializer = None
+    region.deserializer = None
     region.wrap(proxy)
     return proxy
 

@@ -16,9 +16,9 @@ process's invalidations while the other processes go on trusting their memory ti
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
-import math
 import re
 import threading
 import time
@@ -30,20 +30,21 @@ from typing import Any, TypeVar
 
 from dogpile.cache.api import (
     NO_VALUE,
+    CachedValue,
     CacheMutex,
+    CacheReturnType,
     CantDeserializeException,
     KeyType,
-    SerializedReturnType,
 )
 from dogpile.cache.proxy import ProxyBackend
-from dogpile.cache.region import value_version
 from redis.crc import key_slot
 from redis.exceptions import LockError, RedisClusterException, RedisError, ResponseError
 from redis.lock import Lock
 
 from . import codec, scripts
+from .backend import cached_value, read_raw, record_of, write_records
 from .keys import CacheKeys
-from .scripts import generation_key
+from .scripts import generation_key, hold_key, lease_key
 from .stats import CacheStats
 
 log = logging.getLogger("smarter_domain.cache.redis")
@@ -53,10 +54,11 @@ log = logging.getLogger("smarter_domain.cache.redis")
 REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, RedisClusterException, OSError)
 T = TypeVar("T")
 
-# dogpile's own metadata header: anything else under our keys is foreign and a miss.
-_METADATA = re.compile(rb'\{"ct": [0-9.eE+-]+, "v": [0-9]+\}\|')
+_MISS: Any = NO_VALUE
 
-_MISS: SerializedReturnType = NO_VALUE
+EARLIER_FORMAT = re.compile(rb'\{"ct": [0-9.eE+-]+, "v": [0-9]+\}\|' + re.escape(codec.MAGIC))
+"""How the entries of the first release start: dogpile's JSON metadata header, then the typed
+format's first version."""
 
 ACK_POLL = 0.05
 """The longest one blocking pop for acknowledgements waits: shorter than any socket timeout."""
@@ -69,25 +71,6 @@ def is_foreign_type(exc: BaseException) -> bool:
     """Redis answered that a key holds another type (a hash where a string belongs): the value
     is foreign, the server is fine."""
     return isinstance(exc, ResponseError) and "WRONGTYPE" in str(exc)
-
-
-def created_at(raw: bytes) -> float | None:
-    """The creation time in dogpile's metadata header of an entry, or None when the entry is
-    not one of dogpile's (no header, a header that only looks like one, another version)."""
-    if not _METADATA.match(raw):
-        return None
-    try:
-        metadata = json.loads(raw[: raw.index(b"|")])
-    except ValueError:
-        return None
-    created = metadata.get("ct")
-    if (
-        metadata.get("v") != value_version
-        or type(created) not in (int, float)
-        or not math.isfinite(created)
-    ):
-        return None
-    return float(created)
 
 
 class WarnOnce:
@@ -179,6 +162,29 @@ class Generations:
     tokens: tuple[bytes, ...]
 
 
+LEASED, WAIT, HELD, UNLEASED = 1, 0, 2, -1
+"""What a miss tells its caller to do (``Miss.lease``): load and fill (it holds the key's
+lease); wait for another loader's fill and look again; load without filling (a write holds
+the key off, a fill would be refused); load and fill without a lease (gave up waiting)."""
+
+
+class Miss:
+    """``lookup``'s answer when Redis has no entry: the generation token a fill must still
+    find (None when Redis could not be asked: then nothing is filled), and what to do about
+    the lease."""
+
+    __slots__ = ("lease", "lease_id", "token")
+
+    def __init__(self, token: bytes | None, lease: int, lease_id: str = "") -> None:
+        self.token = token
+        self.lease = lease
+        self.lease_id = lease_id
+
+
+UNAVAILABLE = Miss(None, HELD)
+"""Redis could not be asked: load, and cache nothing."""
+
+
 class ResilientRedisProxy(ProxyBackend):
     """Wraps dogpile's redis backend (the ``*_serialized`` methods, which byte backends use),
     and adds the coherent operations: generations, guarded fills, invalidations that bump
@@ -219,8 +225,15 @@ class ResilientRedisProxy(ProxyBackend):
         self.clustered = clustered
         self.max_value_bytes = max_value_bytes
         self._warn_once = WarnOnce(log)
-        self.payload_warn_once = WarnOnce(log)
-        """For the region's deserializer (``secure_redis_region``), which has no key."""
+        self._counter = itertools.count()
+        self._multi_pop = True  # BLMPOP, until a server says it does not know it
+        self._lookup_script: Any = None  # scripts.lookup with this proxy's settings
+        self.lease_ms = 10_000
+        """How long a loader's lease lasts if it never fills (it died): ``RedisOptions``."""
+        self.lease_wait = 10.0
+        """How long a miss waits for another loader's fill before loading itself."""
+        self.lease_sleep = 0.01
+        """How long it waits between two looks."""
 
     @property
     def pending_deletes(self) -> int:
@@ -251,7 +264,6 @@ class ResilientRedisProxy(ProxyBackend):
         self._pending_overflow = False
         self.breaker.after_fork_in_child()
         self._warn_once.after_fork_in_child()
-        self.payload_warn_once.after_fork_in_child()
 
     @property
     def backend(self) -> Any:
@@ -339,12 +351,52 @@ class ResilientRedisProxy(ProxyBackend):
             groups.setdefault(key_slot(key.encode()), []).append(i)
         return list(groups.values())
 
+    def fresh_id(self) -> str:
+        """A new token or lease id, unique across processes (the origin, renewed in a forked
+        child) and within this one (a counter): cheaper than a uuid on the miss path."""
+        return f"{self.origin}{next(self._counter):x}"
+
+    def lookup(self, key: str) -> Any:
+        """One round trip (``scripts.LOOKUP``): the value of ``key`` in Redis, or a ``Miss``
+        saying which generation token a fill must find and whether this caller holds the
+        key's lease. ``UNAVAILABLE`` when Redis cannot be asked."""
+        lease_id = self.fresh_id()
+        script = self._lookup_script
+        if script is None:
+            source = scripts.lookup(
+                codec.RECORD, self.max_value_bytes, self.generation_ttl, self.lease_ms
+            )
+            script = self._lookup_script = self.client.register_script(source)
+        found = self._call(
+            None,
+            lambda: script(
+                keys=[key, generation_key(key), hold_key(key), lease_key(key)], args=[lease_id]
+            ),
+            key,
+        )
+        if found is None:
+            return UNAVAILABLE
+        if type(found) is bytes:
+            try:
+                return codec.read_record(found)[1]
+            except CantDeserializeException:
+                # A record's prefix, not a record: drop it (a delete never makes anything
+                # stale) and look again, once.
+                self.foreign(key, "is not of the cache's typed format")
+                if self._call(None, lambda: self.client.delete(key), key) is None:
+                    return UNAVAILABLE
+                again = self.lookup(key)
+                return again if isinstance(again, Miss) else UNAVAILABLE
+        if found[0] == 2:
+            self._foreign_raw(key, bytes(found[3]), int(found[4]))
+        return Miss(bytes(found[1]), int(found[2]), lease_id)
+
     def generations(self, keys: Sequence[str]) -> Generations | None:
         """The generation tokens of ``keys`` (None when Redis cannot be asked)."""
 
         def read() -> Generations:
             tokens = [b""] * len(keys)
-            fresh = uuid.uuid4().hex
+            fresh = self.fresh_id()
             script = self._script("generations", scripts.GENERATIONS)
             for group in self._slots(keys):
                 found = script(
@@ -357,19 +409,26 @@ class ResilientRedisProxy(ProxyBackend):
 
         return self._call(None, read)
 
-    def fill(self, items: Sequence[tuple[str, Any]], generations: Generations | None) -> list[bool]:
-        """Store each value if its key was not invalidated since ``generations`` was read."""
+    def fill(
+        self,
+        items: Sequence[tuple[str, Any]],
+        generations: Generations | None,
+        lease_id: str = "",
+        ttl: float | None = None,
+    ) -> list[bool]:
+        """Store each value if its key was not invalidated since ``generations`` was read and
+        no write holds it off (``scripts.FILL``), for ``ttl`` seconds (the region's time to
+        live by default); give back ``lease_id``'s leases."""
         if generations is None or not items:
             return [False] * len(items)
-        metadata = json.dumps({"ct": time.time(), "v": value_version}).encode("ascii")
-        payloads = [metadata + b"|" + codec.dumps(value) for _, value in items]
+        created = time.time()
+        payloads = [codec.record(value, created) for _, value in items]
         for i, payload in enumerate(payloads):
             if len(payload) > self.max_value_bytes:
-                # Never read back (see _entry), so never stored: the token cannot match.
+                # Never read back (see LOOKUP), so never stored: the token cannot match.
                 self._warn_once(items[i][0], "cache entry %s too large to cache", items[i][0])
                 payloads[i] = b""
-        ttl = self.backend.redis_expiration_time or self.generation_ttl
-
+        seconds = max(1, round(ttl if ttl is not None else self.expiration_time or 600))
         keys = [key for key, _ in items]
 
         def write() -> list[bool]:
@@ -377,9 +436,10 @@ class ResilientRedisProxy(ProxyBackend):
             script = self._script("fill", scripts.FILL)
             for group in self._slots(keys):
                 flags = script(
-                    keys=[k for i in group for k in self._entry_token_and_holds(keys[i])],
+                    keys=[k for i in group for k in self._fill_keys(keys[i])],
                     args=[
-                        ttl,
+                        seconds,
+                        lease_id,
                         *(generations.tokens[i] if payloads[i] else b"-" for i in group),
                         *(payloads[i] for i in group),
                     ],
@@ -393,6 +453,56 @@ class ResilientRedisProxy(ProxyBackend):
         if refused:
             self.stats.add("fills_refused", refused)
         return result
+
+    def give_back(self, key: str, lease_id: str) -> None:
+        """Return a lease without a fill (the loader failed, or a write holds the key off),
+        so the processes waiting for it look again at once instead of at its expiry."""
+        self._call(
+            None,
+            lambda: self._script("fill", scripts.FILL)(
+                keys=list(self._fill_keys(key)), args=[1, lease_id, b"-", b""]
+            ),
+            key,
+        )
+
+    @staticmethod
+    def _fill_keys(key: str) -> tuple[str, str, str, str]:
+        return key, generation_key(key), hold_key(key), lease_key(key)
+
+    def get_many(self, keys: Sequence[str]) -> list[Any]:
+        """The values of ``keys`` in Redis (NO_VALUE for each one missing or foreign), in one
+        MGET (one per node, pipelined, on a cluster)."""
+        values = self._call(None, lambda: read_raw(self.client, keys))
+        if values is None:
+            return [NO_VALUE] * len(keys)
+        read = codec.read_record
+        found: list[Any] = []
+        append = found.append
+        for key, raw in zip(keys, values, strict=True):
+            if raw is None:
+                append(NO_VALUE)
+                continue
+            try:
+                append(read(raw)[1])
+            except CantDeserializeException:
+                self._foreign_raw(key, raw)
+                append(NO_VALUE)
+        return found
+
+    def _foreign_raw(self, key: str, raw: bytes, size: int | None = None) -> None:
+        """Count (log once) a value read under ``key`` that is not a record of this format
+        (``raw``: its first bytes at least; ``size``: its length, -1 for another Redis type).
+        An entry of the first release's format (dogpile's JSON header) is only a miss, never
+        a warning: the next fill replaces it."""
+        size = len(raw) if size is None else size
+        if size < 0:
+            self.foreign(key, "holds a value of another Redis type")
+        elif size > self.max_value_bytes:
+            self.foreign(key, f"is too large ({size} bytes)")
+        elif EARLIER_FORMAT.match(raw):
+            log.debug("cache entry %s of an earlier format: read as a miss", key)
+        else:
+            self.foreign(key, "is not of the cache's typed format")
 
     def _message(self, keys: list[KeyType], ack: str) -> bytes:
         return json.dumps({"o": self.origin, "t": time.time(), "k": keys, "a": ack}).encode()
@@ -439,7 +549,7 @@ class ResilientRedisProxy(ProxyBackend):
             scripts.INVALIDATE,
             keys,
             self._entry_and_token,
-            [uuid.uuid4().hex, self.generation_ttl],
+            [self.fresh_id(), self.generation_ttl],
             ack,
         )
         return receivers
@@ -478,12 +588,12 @@ class ResilientRedisProxy(ProxyBackend):
         for ``release``; None when Redis could not be reached (nothing is kept for replay: the
         write is refused, or invalidated after its commit)."""
         keys = list(keys)
-        hold_id = uuid.uuid4().hex
+        hold_id = self.fresh_id()
         ack = self.keys.new_ack() if ack_timeout > 0 else ""
 
         def send() -> tuple[int, float]:
             published = time.monotonic()
-            args = [hold_id, int(hold * 1000), uuid.uuid4().hex, self.generation_ttl]
+            args = [hold_id, int(hold * 1000), self.fresh_id(), self.generation_ttl]
             receivers, _ = self._publish_script(
                 "hold", scripts.HOLD, keys, self._entry_token_and_holds, args, ack
             )
@@ -507,7 +617,7 @@ class ResilientRedisProxy(ProxyBackend):
         keys = list(keys)
 
         def send() -> bool:
-            args = [hold_id, uuid.uuid4().hex, self.generation_ttl]
+            args = [hold_id, self.fresh_id(), self.generation_ttl]
             _, lost = self._publish_script(
                 "release", scripts.RELEASE, keys, self._entry_token_and_holds, args, ""
             )
@@ -549,10 +659,25 @@ class ResilientRedisProxy(ProxyBackend):
             if remaining <= 0:
                 return False
             # Short blocking pops, each well inside the socket timeout: waiting for a slow
-            # process is not Redis failing to answer.
-            popped = self.client.blpop([ack], timeout=min(max(remaining, 0.001), ACK_POLL))
-            if popped is not None:
-                origins.add(bytes(popped[1]))
+            # process is not Redis failing to answer. One pop takes every acknowledgement
+            # already there (BLMPOP, Redis 7; one at a time before).
+            wait = min(max(remaining, 0.001), ACK_POLL)
+            if self._multi_pop:
+                try:
+                    popped = self.client.blmpop(
+                        wait, 1, ack, direction="LEFT", count=expected - len(origins)
+                    )
+                except ResponseError as exc:
+                    if "unknown command" not in str(exc).lower():
+                        raise
+                    self._multi_pop = False
+                    return True
+                if popped is not None:
+                    origins.update(bytes(origin) for origin in popped[1])
+                return True
+            single = self.client.blpop([ack], timeout=wait)
+            if single is not None:
+                origins.add(bytes(single[1]))
             return True
 
         while len(origins) < expected and self._call(False, pop, ack):
@@ -563,84 +688,38 @@ class ResilientRedisProxy(ProxyBackend):
             return False
         return True
 
-    def get_value(self, key: str) -> Any:
-        """The fresh value of ``key`` in Redis, or NO_VALUE (missing, expired, foreign)."""
-        raw = self._call(_MISS, lambda: self.proxied.get_serialized(key), key)
-        if raw is NO_VALUE:
-            return NO_VALUE
-        created = self._created(key, raw)
-        if created is None:
-            return NO_VALUE
-        if self.expiration_time and time.time() - created > self.expiration_time:
-            return NO_VALUE
-        try:
-            return codec.loads(raw[raw.index(b"|") + 1 :])
-        except CantDeserializeException:
-            self.foreign(key, "is not of the cache's typed format")
-            return NO_VALUE
-
-    def _created(self, key: str, raw: Any) -> float | None:
-        """The creation time of an entry read from Redis; None (counted, logged once) when it
-        is not a well-formed entry of ours."""
-        if type(raw) is not bytes:
-            self.foreign(key, f"is a {type(raw).__name__}, not bytes")
-            return None
-        if len(raw) > self.max_value_bytes:
-            self.foreign(key, f"is too large ({len(raw)} bytes)")
-            return None
-        created = created_at(raw)
-        if created is None:
-            self.foreign(key, f"has no valid cache header ({len(raw)} bytes)")
-        return created
-
     # -- dogpile's backend interface ----------------------------------------------------
+    # The region's own API (``region.get``, ``get_multi``, ``set``) reads and writes the same
+    # records, whatever dogpile Redis backend is underneath (``secure_redis_region`` turns the
+    # region's serializer off, so dogpile hands these methods its ``CachedValue``s).
 
-    def _checked(self, key: str, value: SerializedReturnType) -> SerializedReturnType:
-        if value is NO_VALUE or self._created(key, value) is not None:
-            return value
-        return NO_VALUE
+    def get(self, key: KeyType) -> CacheReturnType:
+        return self.get_multi([key])[0]
 
-    def get_serialized(self, key: KeyType) -> SerializedReturnType:
-        raw = self._call(_MISS, lambda: self.proxied.get_serialized(key), key)
-        return self._checked(key, raw)
-
-    def get_serialized_multi(self, keys: Iterable[KeyType]) -> Sequence[SerializedReturnType]:
+    def get_multi(self, keys: Iterable[KeyType]) -> Sequence[CacheReturnType]:
         keys = list(keys)
-        if self.clustered:  # MGET per slot, pipelined: one round trip per node
-
-            def read() -> list[Any]:
-                found = self.backend.reader_client.mget_nonatomic(keys)
-                return [NO_VALUE if value is None else value for value in found]
-
-        else:
-
-            def read() -> list[Any]:
-                return list(self.proxied.get_serialized_multi(keys))
-
-        values = self._call(None, read)
+        values = self._call(None, lambda: read_raw(self.client, keys))
         if values is None:
             return [NO_VALUE] * len(keys)
-        return [self._checked(key, value) for key, value in zip(keys, values, strict=True)]
+        found: list[CacheReturnType] = []
+        for key, raw in zip(keys, values, strict=True):
+            value = NO_VALUE if raw is None else cached_value(raw)
+            if value is NO_VALUE and raw is not None:
+                self._foreign_raw(key, raw)
+            found.append(value)
+        return found
 
-    # Writes use SET ... EX (dogpile's backend calls SETEX, deprecated in redis-py 8).
-    def set_serialized(self, key: KeyType, value: bytes) -> None:
-        self.set_serialized_multi({key: value})
+    def set(self, key: KeyType, value: CachedValue | bytes) -> None:
+        self.set_multi({key: value})
 
-    def set_serialized_multi(self, mapping: Mapping[KeyType, bytes]) -> None:
-        backend = self.backend
-        ttl = backend.redis_expiration_time or None
-        # An entry too large to be read back is not written either.
-        mapping = {k: v for k, v in mapping.items() if len(v) <= self.max_value_bytes}
-        if not mapping:
-            return
-
-        def write() -> None:
-            pipe = backend.writer_client.pipeline(transaction=False)
-            for key, value in mapping.items():
-                pipe.set(key, value, ex=ttl)
-            pipe.execute()
-
-        self._call(None, write)
+    def set_multi(self, mapping: Mapping[KeyType, CachedValue | bytes]) -> None:
+        """Unguarded writes, as dogpile makes them (SET ... EX): the coherent fills are
+        ``fill``'s. An entry too large to be read back is not written."""
+        ttl = self.backend.redis_expiration_time or None
+        records = {k: record_of(v) for k, v in mapping.items() if type(v) is CachedValue}
+        records = {k: v for k, v in records.items() if len(v) <= self.max_value_bytes}
+        if records:
+            self._call(None, lambda: write_records(self.client, records, ttl))
 
     def delete(self, key: KeyType) -> None:
         self.delete_multi([key])

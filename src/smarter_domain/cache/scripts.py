@@ -106,21 +106,95 @@ local function held(key, now)
 end
 """
 
+
+def lease_key(key: str) -> str:
+    """The lease of ``key`` (in its hash slot): the one process that loads ``key`` after a
+    miss, while the others wait for its fill instead of loading too ("Scaling Memcache at
+    Facebook": leases against thundering herds). It holds the loader's lease id and expires
+    by itself if that loader dies."""
+    return key + "#lease{" + key + "}"
+
+
+# Take ``key``'s lease for ``id`` for ``ms`` milliseconds: 1 if taken, 0 if another loader
+# holds it. A value that cannot be a lease (another Redis type, no expiry, a longer expiry than
+# a lease's) is foreign and taken over, never waited on.
+_LEASE = """
+local function take_lease(key, id, ms)
+  if redis.call('SET', key, id, 'NX', 'PX', ms) then
+    return 1
+  end
+  local ttl = redis.call('PTTL', key)
+  if ttl == -1 or ttl > tonumber(ms) or redis.call('TYPE', key).ok ~= 'string' then
+    redis.call('SET', key, id, 'PX', ms)
+    return 1
+  end
+  return 0
+end
+"""
+
+
+def lookup(record_prefix: bytes, max_bytes: int, token_ttl: int, lease_ms: int) -> str:
+    """The read script, its settings written in (a hit then sends one argument and reads one
+    bulk string back, like a GET)."""
+    prefix = "".join(f"\\{byte:03d}" for byte in record_prefix)  # Lua decimal escapes
+    settings = (
+        f"local PREFIX, MAX_BYTES = '{prefix}', {int(max_bytes)}\n"
+        f"local TOKEN_TTL, LEASE_MS = {int(token_ttl)}, {int(lease_ms)}\n"
+    )
+    return settings + _READ_TOKEN + _HOLDS + _LEASE + _LOOKUP
+
+
+_LOOKUP = """
+-- A read, in one round trip. KEYS: entry, token, hold, lease  ARGV: a fresh token / lease id
+-- A hit returns the entry itself. A miss returns {0, token, lease}, or {2, token, lease,
+-- prefix, size} when what was under the entry is not a record (foreign: the caller counts
+-- it, from its first bytes and its size; a hash or a list has size -1). ``token`` is the one
+-- a fill must still find (created if missing); ``lease`` says what the caller does:
+--   1: it holds the lease: load, then fill (which gives the lease back);
+--   0: another loader holds it: wait for that fill, then look again;
+--   2: a write holds the key off: load, and do not fill (it would be refused).
+local entry = redis.pcall('GET', KEYS[1])
+local status, prefix, size = 0, '', -1
+if type(entry) == 'string' then
+  if #entry <= MAX_BYTES and string.sub(entry, 1, #PREFIX) == PREFIX then
+    return entry
+  end
+  status, prefix, size = 2, string.sub(entry, 1, 64), #entry
+elseif type(entry) == 'table' and entry.err then
+  status = 2  -- WRONGTYPE: a hash or a list where an entry belongs
+end
+local token = token_of(KEYS[2])
+if not token then
+  redis.call('SET', KEYS[2], ARGV[1], 'EX', TOKEN_TTL)
+  token = ARGV[1]
+end
+if held(KEYS[3], now_ms()) then
+  return {status, token, 2, prefix, size}
+end
+return {status, token, take_lease(KEYS[4], ARGV[1], LEASE_MS), prefix, size}
+"""
+
 FILL = (
     _READ_TOKEN
     + _HOLDS
     + """
--- KEYS: entry1, token1, hold1, ...  ARGV: entry ttl, expected token 1..n, payload 1..n
-local n = #KEYS / 3
+-- KEYS: entry1, token1, hold1, lease1, ...
+-- ARGV: entry ttl, lease id ('' for none), expected token 1..n, payload 1..n
+-- Each entry is stored only if its token is still the one its loader read and no write
+-- holds it off; the loader's lease is given back either way (only its own).
+local n = #KEYS / 4
 local now = now_ms()
 local stored = {}
 for i = 1, n do
-  local base = 3 * (i - 1)
-  if token_of(KEYS[base + 2]) == ARGV[1 + i] and not held(KEYS[base + 3], now) then
-    redis.call('SET', KEYS[base + 1], ARGV[1 + n + i], 'EX', ARGV[1])
+  local base = 4 * (i - 1)
+  if token_of(KEYS[base + 2]) == ARGV[2 + i] and not held(KEYS[base + 3], now) then
+    redis.call('SET', KEYS[base + 1], ARGV[2 + n + i], 'EX', ARGV[1])
     stored[i] = 1
   else
     stored[i] = 0
+  end
+  if ARGV[2] ~= '' and redis.pcall('GET', KEYS[base + 4]) == ARGV[2] then
+    redis.call('DEL', KEYS[base + 4])
   end
 end
 return stored

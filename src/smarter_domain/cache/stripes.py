@@ -8,8 +8,12 @@ sharing a counter only ever cost a skipped fill, never a stale one.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
+from typing import Any
 
 Snapshot = tuple[int, int]
+Snapshots = tuple[int, dict[str, int]]
+"""Many keys' snapshots at once: the epoch, and each key's counter."""
 
 
 class Stripes:
@@ -24,6 +28,18 @@ class Stripes:
 
     def unchanged(self, key: str, snapshot: Snapshot) -> bool:
         return snapshot == (self._epoch, self._counters[hash(key) % self._size])
+
+    def snapshots(self, keys: list[str]) -> Snapshots:
+        counters, size = self._counters, self._size
+        return self._epoch, {key: counters[hash(key) % size] for key in keys}
+
+    def unchanged_many(self, values: Mapping[str, Any], snapshots: Snapshots) -> dict[str, Any]:
+        """The items of ``values`` whose keys no invalidation touched since ``snapshots``."""
+        epoch, taken = snapshots
+        if epoch != self._epoch:
+            return {}
+        counters, size = self._counters, self._size
+        return {k: v for k, v in values.items() if taken[k] == counters[hash(k) % size]}
 
     def bump(self, keys: list[str]) -> None:
         with self._lock:

@@ -1,11 +1,14 @@
 """Two dogpile regions used as one cache: memory first, then Redis, then the loader, filling
 the tiers on the way back. Concurrent misses of a key in a process load once (``SingleFlight``);
-the Redis region's distributed lock does the same across processes.
+across processes, a miss takes the key's lease in the same round trip that found no entry, and
+the others wait for that loader's fill (``scripts.LOOKUP``). A cold miss is two round trips to
+Redis: the lookup, and the fill that gives the lease back.
 
 Coherence (with the Redis tier's proxy and an invalidation listener):
 - a fill is guarded: it is stored in Redis only if the key's generation did not change while
-  the loader ran (``ResilientRedisProxy.fill``), and in memory only if, besides, no local
-  invalidation touched the key (``Stripes``);
+  the loader ran (the token the lookup returned; ``ResilientRedisProxy.fill``) and no write
+  holds the key off, and in memory only if, besides, no local invalidation touched the key
+  (``Stripes``);
 - an invalidation drops the key locally, bumps its generation in Redis, publishes it, and
   waits (briefly) until the other processes' listeners have dropped it too;
 - while the listener is not subscribed, the memory tier is bypassed.
@@ -15,21 +18,30 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from time import monotonic, time
+from time import monotonic, sleep, time
 from typing import Any
 
 from dogpile.cache import CacheRegion
-from dogpile.cache.api import NO_VALUE
+from dogpile.cache.api import NO_VALUE, CachedValue
 
 from ..changes import Change
 from .bus import TRUST_WINDOW
 from .keys import CacheKeys
-from .lru import BoundedLRU
+from .lru import BoundedLRU, Stamp
 from .regions import renew_region_locks
-from .resilience import ResilientRedisProxy, WarnOnce
+from .resilience import (
+    HELD,
+    LEASED,
+    UNLEASED,
+    WAIT,
+    Generations,
+    Miss,
+    ResilientRedisProxy,
+    WarnOnce,
+)
 from .singleflight import SingleFlight
 from .stats import CacheStats
-from .stripes import Snapshot, Stripes
+from .stripes import Snapshot, Snapshots, Stripes
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +49,16 @@ HOLD_SECONDS = 10
 """How long a prepared write's keys refuse fills if its writer never releases them (killed
 between its commit and its release): longer than any commit takes, short enough that the
 entries are cached again soon after."""
+
+STAMP_SHARED = 0.1
+"""Entries stored within this many seconds share one ``Stamp`` (their creation time, so they
+expire up to this much early): one float for thousands of entries."""
+
+LIST_SHARE = 4
+"""A multi-get of more than 1/LIST_SHARE of the memory tier's size is not kept in it: the
+list would evict itself (and whatever else is hot) before its next read."""
+
+_entry = tuple.__new__
 
 
 def _split(keys: Sequence[str], values: Sequence[Any]) -> tuple[dict[str, Any], list[str]]:
@@ -49,17 +71,6 @@ def _split(keys: Sequence[str], values: Sequence[Any]) -> tuple[dict[str, Any], 
         else:
             found[key] = value
     return found, missing
-
-
-class _Fill:
-    """What one miss learned about whether its value may be cached, against the key's local
-    generation taken before anything was read."""
-
-    __slots__ = ("local", "memory_ok")
-
-    def __init__(self, local: Snapshot) -> None:
-        self.local = local
-        self.memory_ok = False
 
 
 class TieredCache:
@@ -77,6 +88,8 @@ class TieredCache:
         self.redis = redis
         self.keys = keys or CacheKeys()
         self.stats = stats or CacheStats()
+        if redis is not None and guard is None:
+            raise ValueError("a Redis tier needs its guard (regions.secure_redis_region)")
         self.guard = guard
         self.ack_timeout = ack_timeout
         self.stripes = Stripes()
@@ -90,6 +103,9 @@ class TieredCache:
         self._hit = self.stats.memory_hit
         self._ttl = float(memory.expiration_time or 0)
         self._warn_once = WarnOnce(log)
+        self._stamp = Stamp(0.0)
+        # A multi-get longer than this is not kept in the memory tier (LIST_SHARE).
+        self.keep_limit = self._lru.maxsize // LIST_SHARE if self._lru is not None else None
 
     def foreign(self, key: str, problem: str) -> None:
         """A value of the wrong type under ``key`` (well-formed, but not what the key holds):
@@ -117,7 +133,7 @@ class TieredCache:
             cached = recent[key]
         except KeyError:
             return NO_VALUE
-        if self._ttl and time() - cached[1]["ct"] >= self._ttl:
+        if self._ttl and time() - cached[1] >= self._ttl:
             return NO_VALUE
         self._hit()
         return cached[0]
@@ -148,7 +164,7 @@ class TieredCache:
         ttl = self._ttl
         if ttl:
             now = time()
-            if now - ref[1]["ct"] >= ttl or now - cached[1]["ct"] >= ttl:
+            if now - ref[1] >= ttl or now - cached[1] >= ttl:
                 return NO_VALUE
         self._hit()
         return cached[0]
@@ -167,37 +183,33 @@ class TieredCache:
     ) -> Any:
         if not self.memory_usable():
             self.stats.add("memory_bypassed")
-            return self._second_tier(
-                key, loader, expiration_time, _Fill(self.stripes.snapshot(key))
-            )
+            return self._second_tier(key, loader, expiration_time)[0]
         if self._lru is None or expiration_time is not None:  # else peek() just looked
-            value = self.memory.get(key, expiration_time=expiration_time)
+            value = self._memory_get(key, expiration_time)
             if value is not NO_VALUE:
                 self.stats.add("memory_hits")
                 return value
         self.stats.add("memory_misses")
-        if self.guard is not None and expiration_time is None:
-            # A Redis hit needs no lock: one GET, then fill the memory tier if no
-            # invalidation touched the key meanwhile. Only a miss takes dogpile's locks.
-            local = self.stripes.snapshot(key)
-            value = self.guard.get_value(key)
-            if value is not NO_VALUE:
-                self.stats.add("redis_hits")
-                if self.memory_usable():
-                    self._keep(key, value, local)
-                return value
         local = self.stripes.snapshot(key)
         return self.flights.run(
             key, local, lambda: self._load_and_fill(key, loader, expiration_time, local)
         )
 
+    def _memory_get(self, key: str, expiration_time: float | None) -> Any:
+        if self._recent is None:
+            return self.memory.get(key, expiration_time=expiration_time)
+        ttl = self._ttl if expiration_time is None else expiration_time
+        cached = self._recent.get(key)
+        if cached is None or (ttl and time() - cached[1] >= ttl):
+            return NO_VALUE
+        return cached[0]
+
     def _load_and_fill(
         self, key: str, loader: Callable[[], Any], expiration_time: float | None, local: Snapshot
     ) -> tuple[Any, bool]:
         """One miss, in flight: the next tiers, then the memory tier if still current."""
-        fill = _Fill(local)
-        value = self._second_tier(key, loader, expiration_time, fill)
-        return value, fill.memory_ok and self._keep(key, value, local)
+        value, cacheable = self._second_tier(key, loader, expiration_time)
+        return value, cacheable and self.memory_usable() and self._keep(key, value, local)
 
     def _keep(self, key: str, value: Any, local: Snapshot) -> bool:
         """Put ``value`` in the memory tier unless an invalidation touched ``key`` since
@@ -205,95 +217,156 @@ class TieredCache:
         the store bumps the generation before it deletes, so one of the two sees it."""
         if not self.stripes.unchanged(key, local):
             return False
-        self.memory.set(key, value)
+        self._store({key: value})
         if self.stripes.unchanged(key, local):
             return True
         self.memory.delete(key)
         return False
 
+    def _store(self, values: Mapping[str, Any]) -> None:
+        """Into the memory tier: straight into our LRU (a ``CachedValue`` with a shared
+        ``Stamp``), else through the region."""
+        lru = self._lru
+        if lru is None:
+            self.memory.set_multi(values)
+            return
+        now = time()
+        stamp = self._stamp
+        if not 0 <= now - stamp < STAMP_SHARED:
+            stamp = self._stamp = Stamp(now)
+        lru.store({key: _entry(CachedValue, (value, stamp)) for key, value in values.items()})
+
     def _second_tier(
-        self, key: str, loader: Callable[[], Any], expiration_time: float | None, fill: _Fill
-    ) -> Any:
-        local = fill.local
-        if self.redis is None:
-            self.stats.add("loads")
-            value = loader()
-            fill.memory_ok = self.stripes.unchanged(key, local)
-            return value
-        loaded = False
-        stored = True
+        self, key: str, loader: Callable[[], Any], expiration_time: float | None
+    ) -> tuple[Any, bool]:
+        """Redis, then the loader: ``(value, whether it may go into the memory tier)``.
 
-        def load() -> Any:
-            nonlocal loaded, stored
-            loaded = True
+        One lookup answers with the entry, or with the key's generation token and its lease;
+        the lease holder loads and fills, giving the lease back; a process that finds the
+        lease taken waits for that fill (looking again every ``lease_sleep``), and loads
+        itself if none comes within ``lease_wait``."""
+        guard = self.guard
+        if guard is None:
             self.stats.add("loads")
-            if self.guard is None:
-                return loader()
-            generations = self.guard.generations([key])
+            return loader(), True
+        found = guard.lookup(key)
+        if type(found) is Miss and found.lease == WAIT:
+            found = self._wait_for_fill(guard, key, found)
+        if type(found) is not Miss:
+            self.stats.add("redis_hits")
+            return found, True
+        self.stats.add("redis_misses")
+        self.stats.add("loads")
+        leased = found.lease_id if found.lease == LEASED else ""
+        try:
             value = loader()
-            stored = self.guard.fill([(key, value)], generations)[0]
-            return value
+        except BaseException:
+            if leased:
+                guard.give_back(key, leased)
+            raise
+        if found.token is None or found.lease == HELD:
+            if leased:
+                guard.give_back(key, leased)
+            return value, False
+        stored = guard.fill([(key, value)], Generations((found.token,)), leased, expiration_time)
+        return value, stored[0]
 
-        value = self.redis.get_or_create(
-            key,
-            load,
-            expiration_time,
-            # The guard stores the value itself, inside the lock, only if still current.
-            should_cache_fn=None if self.guard is None else (lambda _: False),
-        )
-        self.stats.add("redis_misses" if loaded else "redis_hits")
-        fill.memory_ok = stored and self.memory_usable() and self.stripes.unchanged(key, local)
-        return value
+    @staticmethod
+    def _wait_for_fill(guard: ResilientRedisProxy, key: str, found: Miss) -> Any:
+        """Another process holds ``key``'s lease: look again until its fill is there, the
+        lease is ours, or ``lease_wait`` has passed (then load without a lease)."""
+        deadline = monotonic() + guard.lease_wait
+        while monotonic() < deadline:
+            sleep(guard.lease_sleep)
+            found = guard.lookup(key)
+            if type(found) is not Miss or found.lease != WAIT:
+                return found
+        log.warning("gave up waiting for another process to load a cache entry; loading it")
+        return Miss(found.token, UNLEASED)
+
+    def lists_cached(self, count: int) -> bool:
+        """Whether a list of ``count`` entities is worth caching: always with Redis (its
+        members come from one MGET); without it, only if the memory tier keeps them."""
+        return self.guard is not None or self.keep_limit is None or count <= self.keep_limit
 
     def get_many_or_load(
         self, keys: Sequence[str], loader: Callable[[list[str]], Mapping[str, Any]]
     ) -> dict[str, Any]:
         """Each key once: memory, then one MGET, then one call of ``loader(missing_keys)``;
-        a key the loader leaves out is cached as None."""
+        a key the loader leaves out is cached as None. More keys than ``keep_limit`` are
+        served from Redis (or loaded) without going into the memory tier."""
         found: dict[str, Any] = {}
         missing = list(keys)
         use_memory = self.memory_usable()
         if use_memory:
-            in_memory = self.memory.get_multi(keys)  # type: ignore[no-untyped-call]
-            found, missing = _split(keys, in_memory)
+            found, missing = self._memory_many(missing)
             self.stats.add("memory_hits", len(found))
             if not missing:
                 return found
             self.stats.add("memory_misses", len(missing))
         else:
             self.stats.add("memory_bypassed", len(missing))
-        local = {key: self.stripes.snapshot(key) for key in missing}
-        if self.redis is not None:
-            in_redis = self.redis.get_multi(missing)  # type: ignore[no-untyped-call]
-            from_redis, still_missing = _split(missing, in_redis)
+        keep = use_memory and (self.keep_limit is None or len(keys) <= self.keep_limit)
+        local = self.stripes.snapshots(missing) if keep else None
+        guard = self.guard
+        if guard is not None:
+            from_redis, missing = _split(missing, guard.get_many(missing))
             self.stats.add("redis_hits", len(from_redis))
-            self._fill_memory(from_redis, local)
-            found.update(from_redis)
-            missing = still_missing
+            if local is not None:
+                self._fill_memory(from_redis, local)
+            if not found:
+                found = from_redis
+            else:
+                found.update(from_redis)
             if not missing:
                 return found
             self.stats.add("redis_misses", len(missing))
-        generations = self.guard.generations(missing) if self.guard is not None else None
+        generations = guard.generations(missing) if guard is not None else None
         self.stats.add("loads")
         loaded = loader(missing)
         fresh = {key: loaded.get(key) for key in missing}
         found.update(fresh)
-        if self.guard is not None:
-            stored = self.guard.fill(list(fresh.items()), generations)
+        if guard is not None:
+            stored = guard.fill(list(fresh.items()), generations)
             fresh = {k: v for (k, v), ok in zip(fresh.items(), stored, strict=True) if ok}
-        elif self.redis is not None:
-            self.redis.set_multi(fresh)
-        self._fill_memory(fresh, local)
+        if local is not None:
+            self._fill_memory(fresh, local)
         return found
 
-    def _fill_memory(self, values: Mapping[str, Any], local: Mapping[str, Any]) -> None:
+    def _memory_many(self, keys: list[str]) -> tuple[dict[str, Any], list[str]]:
+        """The fresh entries of ``keys`` in the memory tier, and the keys it lacks."""
+        recent = self._recent
+        listener = self.listener
+        if recent is None:
+            return _split(keys, self.memory.get_multi(keys))  # type: ignore[no-untyped-call]
+        if listener is not None and monotonic() >= listener.trusted_until:
+            return {}, keys
+        found: dict[str, Any] = {}
+        missing: list[str] = []
+        oldest = time() - self._ttl if self._ttl else float("-inf")
+        touch = recent.move_to_end
+        for key in keys:
+            try:
+                touch(key)
+                cached = recent[key]
+            except KeyError:
+                missing.append(key)
+                continue
+            if cached[1] > oldest:
+                found[key] = cached[0]
+            else:
+                missing.append(key)
+        return found, missing
+
+    def _fill_memory(self, values: Mapping[str, Any], local: Snapshots) -> None:
         if not values or not self.memory_usable():
             return
-        current = {k: v for k, v in values.items() if self.stripes.unchanged(k, local[k])}
+        current = self.stripes.unchanged_many(values, local)
         if current:
-            self.memory.set_multi(current)
+            self._store(current)
             # As in _keep: an invalidation between the check and the store is caught here.
-            late = [k for k in current if not self.stripes.unchanged(k, local[k])]
+            still = self.stripes.unchanged_many(current, local)
+            late = [k for k in current if k not in still]
             if late:
                 self.memory.delete_multi(late)
 
