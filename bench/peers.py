@@ -12,8 +12,9 @@ is missed (rows with target "report" only report).
 What each side does
 -------------------
 ours: ``sd.Domain(database_url, redis_url)`` with its defaults (TTL 600 s): a memory tier
-(bounded LRU, trusted while the invalidation listener is subscribed) over a Redis tier
-(compact records on dogpile's redis backend, leases across processes, a generation-guarded fill).
+(a bounded store, trusted while the invalidation listener is subscribed) over a Redis tier
+(compact typed records on dogpile's redis backend, one lookup script that returns the
+entry or the key's generation token and lease, a guarded fill that gives the lease back).
 The call timed is ``domain.users.get(id)``, which returns a frozen ``User`` dataclass.
 
 advanced-alchemy (1.12): configured as its caching guide recommends:
@@ -357,7 +358,15 @@ def hit_rows(bench: Bench, domain: sd.Domain, theirs: Theirs, ours_id: int, thei
     )
 
 
-def miss_row(bench: Bench, domain: sd.Domain, theirs: Theirs, ours_id: int, their_id: int) -> None:
+def miss_row(
+    bench: Bench,
+    domain: sd.Domain,
+    theirs: Theirs,
+    ours_id: int,
+    their_id: int,
+    label: str = "cold miss by id (entry dropped from every tier before each call)",
+    target: bool = True,
+) -> None:
     key = domain.cache.keys.user(ours_id)
     ours, base, ratios = paired_both(
         lambda: domain.users.get(ours_id),
@@ -368,12 +377,12 @@ def miss_row(bench: Bench, domain: sd.Domain, theirs: Theirs, ours_id: int, thei
     )
     faster = statistics.median(1 / r for r in ratios)
     bench.ratio(
-        "cold miss by id (entry dropped from every tier before each call)",
+        label,
         ours,
         base,
         "advanced-alchemy repo.get + session.close, entry deleted before",
-        ">= 1.5x faster",
-        faster >= 1.5,
+        ">= 1.5x faster" if target else "report",
+        (faster >= 1.5) if target else None,
         faster,
         "ratio = theirs / ours",
     )
@@ -520,6 +529,19 @@ def main() -> int:
                 ours_id, their_id = ours_user.id, theirs.id_of("member500")
                 hit_rows(bench, domain, theirs, ours_id, their_id)
                 miss_row(bench, domain, theirs, ours_id, their_id)
+                # Ours checks each pooled connection before use (pool_pre_ping, one round
+                # trip to PostgreSQL: a restarted server costs no failed read); theirs does
+                # not. The same miss without it:
+                with sd.Domain(*urls, engine_options={"pool_pre_ping": False}) as lean:
+                    miss_row(
+                        bench,
+                        lean,
+                        theirs,
+                        ours_id,
+                        their_id,
+                        "  the same, ours without pool_pre_ping (as theirs)",
+                        target=False,
+                    )
                 traces = invalidation_rows(bench, domain, theirs, ours_id, their_id, urls)
                 traces = {
                     **command_traces(domain, theirs, ours_id, their_id, redis_server.url),

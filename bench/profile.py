@@ -1,5 +1,7 @@
 """Where the hot paths spend their time: pyinstrument over the memory-tier hit, the SQLite
-miss and the Redis-tier hit of ``get_cached_user_for_username``.
+miss and the Redis-tier hit of ``get_cached_user_for_username``, the cold miss of
+``users.get`` (nothing cached in any tier) and a list of 1,000 members read from Redis (memory
+tier cold).
 
     nox -s profile          (or: pip install pyinstrument && python bench/profile.py)
 
@@ -13,12 +15,19 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
+import redis
 from pyinstrument import Profiler
 
 import smarter_domain as sd
 from smarter_domain.testing import RedisServer
 
-CALLS = {"memory-tier hit": 200_000, "SQLite miss": 3_000, "Redis-tier hit": 3_000}
+CALLS = {
+    "memory-tier hit": 200_000,
+    "SQLite miss": 3_000,
+    "Redis-tier hit": 3_000,
+    "cold miss (SQLite + Redis)": 2_000,
+    "list of 1,000 from Redis": 100,
+}
 
 
 def profile(title: str, call: Callable[[], Any], before: Callable[[], Any]) -> None:
@@ -51,6 +60,25 @@ def main() -> None:
             lookup = lambda: domain.utils.get_cached_user_for_username("admin")  # noqa: E731
             lookup()
             profile("Redis-tier hit", lookup, domain.cache.clear_memory)
+            user = domain.users.get_by_username("admin")
+            assert user is not None
+            key = domain.cache.keys.user(user.id)
+            client = redis.Redis.from_url(redis_server.url)
+
+            def forget() -> None:
+                client.delete(key)
+                domain.cache.drop_local([key])
+
+            profile("cold miss (SQLite + Redis)", lambda: domain.users.get(user.id), forget)
+            account = domain.accounts.add(name="members", account_number="5555-5555-5555")
+            with domain.unit_of_work() as uow:
+                for n in range(1000):
+                    member = uow.users.add(username=f"member{n}")
+                    uow.profiles.add(user_id=member.id, account_id=account.id)
+                uow.commit()
+            members = lambda: domain.users.list_for_account(account.id)  # noqa: E731
+            profile("list of 1,000 from Redis", members, domain.cache.clear_memory)
+            client.close()
 
 
 if __name__ == "__main__":

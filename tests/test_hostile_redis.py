@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 
 import smarter_domain as sd
 from smarter_domain import Domain, cache_results
-from smarter_domain.cache import codec
+from smarter_domain.cache import codec, scripts
 from smarter_domain.cache.keys import CacheKeys
-from smarter_domain.cache.scripts import LOCK_SUFFIX, hold_key, lease_key
+from smarter_domain.cache.scripts import LOCK_SUFFIX, ack_keys, hold_key, lease_key
 from smarter_domain.testing import AccountFactory, UserFactory, UserProfileFactory
 
 from .conftest import FAST_FAIL
@@ -428,11 +428,37 @@ def test_a_replayed_acknowledgement_does_not_stand_in_for_another_process(
 ) -> None:
     guard = redis_domain.cache.guard
     assert guard is not None
+    # Its connection first: a new one that finds no restart marker flushes the namespace.
+    guard._wait_for_acks(redis_domain.cache.keys.new_ack(), 0.01)
     ack = redis_domain.cache.keys.new_ack()
-    redis_client.rpush(ack, b"one-process", b"one-process")
-    assert not guard._wait_for_acks(ack, 2, 0.2)
-    redis_client.rpush(ack, b"one-process", b"another-process")
-    assert guard._wait_for_acks(ack, 2, 0.2)
+    keys = list(ack_keys(ack))
+    expect = redis_client.register_script(scripts.EXPECT)
+    acknowledge = redis_client.register_script(scripts.ACK)
+    assert expect(keys=keys, args=[2]) == 0
+    acknowledge(keys=keys, args=["one-process"])
+    acknowledge(keys=keys, args=["one-process"])  # the same process, a replayed message
+    assert not guard._wait_for_acks(ack, 0.2)
+    acknowledge(keys=keys, args=["another-process"])
+    assert guard._wait_for_acks(ack, 0.2)
+
+
+@pytest.mark.parametrize("kind", ["hash", "list", "garbage"])
+def test_junk_under_the_acknowledgement_keys_is_a_timeout_not_an_error(
+    redis_domain: Domain, redis_client: redis.Redis, tmp_path: Path, kind: str
+) -> None:
+    """A forger who reads an acknowledgement key off the channel and plants junk under it
+    costs the writer its wait, never a script error in a listener or a lost invalidation."""
+    ack = redis_domain.cache.keys.new_ack()
+    for key in ack_keys(ack):
+        plant(redis_client, key, kind, tmp_path / "unpickled")
+    acknowledge = redis_client.register_script(scripts.ACK)
+    expect = redis_client.register_script(scripts.EXPECT)
+    acknowledge(keys=list(ack_keys(ack)), args=["a-process"])
+    expect(keys=list(ack_keys(ack)), args=[1])
+    guard = redis_domain.cache.guard
+    assert guard is not None
+    guard._wait_for_acks(ack, 0.1)  # whatever it says, it returns
+    assert guard.breaker.is_down is False
 
 
 def test_connections_meeting_a_new_server_at_once_flush_it_once(

@@ -155,16 +155,48 @@ def test_an_invalidation_between_the_check_and_the_store_is_not_lost(domain: Dom
     user = UserFactory(domain=domain)
     cache = domain.cache
     key = cache.keys.user(user.id)
-    store = cache._store
+    store = cache._store_one
 
-    def store_after_an_invalidation(values: Any) -> None:
-        cache.drop_local(list(values))  # lands after the fill's check, before its store
-        store(values)
+    def store_after_an_invalidation(k: str, value: Any) -> None:
+        cache.drop_local([k])  # lands after the fill's check, before its store
+        store(k, value)
 
-    cache._store = store_after_an_invalidation  # type: ignore[method-assign]
+    cache._store_one = store_after_an_invalidation  # type: ignore[method-assign]
     try:
         assert domain.users.get(user.id) == user
     finally:
-        del cache._store
+        del cache._store_one
     assert cache.peek(key) is NO_VALUE
     assert cache.memory.get(key) is NO_VALUE
+
+
+def test_a_waiter_gives_back_what_it_holds_before_it_waits() -> None:
+    """A thread that holds the key's lease (taken by its own lookup) and finds another
+    thread's flight gives the lease back first: that thread may be waiting for it."""
+    flights = SingleFlight()
+    started, finish = threading.Event(), threading.Event()
+    given_back: list[str] = []
+
+    def slow() -> tuple[Any, bool]:
+        started.set()
+        assert finish.wait(5)
+        return "value", True
+
+    leader = threading.Thread(target=lambda: flights.run("k", 0, slow))
+    leader.start()
+    assert started.wait(5)
+    results: list[Any] = []
+    waiter = threading.Thread(
+        target=lambda: results.append(
+            flights.run("k", 0, lambda: ("own", True), on_wait=lambda: given_back.append("k"))
+        )
+    )
+    waiter.start()
+    time.sleep(0.05)
+    assert given_back == ["k"]  # before the leader landed
+    finish.set()
+    leader.join(5)
+    waiter.join(5)
+    assert results == ["value"]
+    assert flights.run("k", 0, lambda: ("alone", True), on_wait=given_back.clear) == "alone"
+    assert given_back == ["k"]  # nobody to wait for: not called

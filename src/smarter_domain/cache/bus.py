@@ -9,8 +9,9 @@ so a writer can wait until every subscribed process has dropped the keys.
 Anyone who can publish on the channel can forge a message, so a message is untrusted input: it
 is size-capped and checked field by field, it can only ever drop keys of this namespace from
 the memory tier (which costs a reload, never a stale read), and its acknowledgement goes only
-to a key of the form ``<namespace>:ack:<32 hex digits>`` that writers use, so a forged message
-cannot make listeners write to or expire any other key in Redis.
+to the keys of an acknowledgement ``<namespace>:ack:{<32 hex digits>}`` (``scripts.ack_keys``)
+that writers use, so a forged message cannot make listeners write to or expire any other key
+in Redis.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from redis.retry import Retry
 
 from .keys import CacheKeys
 from .resilience import REDIS_ERRORS
+from .scripts import ACK, ack_keys
 from .topology import RedisTarget, close_client
 
 log = logging.getLogger("smarter_domain.cache.bus")
@@ -67,6 +69,9 @@ class InvalidationListener:
     ) -> None:
         self._target = target
         self._ack_client = ack_client
+        # One script adds this process to the set of those that dropped the keys, and tells
+        # the writer when the set is complete (``scripts.ACK``).
+        self._ack_script = ack_client.register_script(ACK)
         self._prefix = keys.namespace + ":"
         self._is_ack = keys.is_ack
         channel = keys.channel()
@@ -268,9 +273,6 @@ class InvalidationListener:
                 self.latencies_ms.append((time.time() - sent) * 1000)
         if ack:
             try:
-                pipe = self._ack_client.pipeline(transaction=False)
-                pipe.rpush(ack, self.origin)
-                pipe.expire(ack, 10)
-                pipe.execute()
+                self._ack_script(keys=list(ack_keys(ack)), args=[self.origin])
             except REDIS_ERRORS as exc:
                 log.debug("could not acknowledge an invalidation: %s", exc)

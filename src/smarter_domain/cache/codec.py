@@ -186,16 +186,23 @@ def dumps_body(data: Any) -> bytes:
         raise TypeError(f"cannot serialize this value for the cache: {exc}") from None
 
 
+def typed_decoders() -> dict[bytes, Any]:
+    """The record prefixes decoded by one typed decoder, without tags (for batch reads that
+    decode inline: ``decoder.decode(raw[4:])`` is ``read_record(raw)``)."""
+    return {kind: d for kind, d in _RECORD_DECODERS.items() if kind != _GENERIC}
+
+
 def read_record(raw: bytes) -> tuple[float, Any]:
     """``(created, value)`` of a record; raises CantDeserializeException for anything that is
     not one (another format, a kind it does not know, a body that does not decode to that
     kind's type)."""
-    decoder = _RECORD_DECODERS.get(raw[:4])
+    kind = raw[:4]
+    decoder = _RECORD_DECODERS.get(kind)
     if decoder is None:
         raise CantDeserializeException()
     try:
         created, value = decoder.decode(memoryview(raw)[4:])
-        if raw[:4] == _GENERIC:
+        if kind == _GENERIC:
             value = _untag(value)
     except (Exception, RecursionError) as exc:  # whatever a hostile payload triggers
         log.debug("undecodable cache record ignored: %s: %s", type(exc).__name__, exc)

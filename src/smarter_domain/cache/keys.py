@@ -6,7 +6,6 @@ A write's ``Change`` names every key it makes stale (``keys_for_change``).
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import re
 import uuid
@@ -25,9 +24,16 @@ def _part(text: str) -> str:
     return _short_part(text)
 
 
-@functools.lru_cache(maxsize=65_536)  # bounded in count, and only short strings enter
 def _short_part(text: str) -> str:
-    if text.isprintable() and not _UNSAFE & set(text):
+    # Four substring searches and one scan, in C: cheaper than a memo's lookup would be worth
+    # (and a memo costs ~130 bytes a name, as much as the cache entry it keys).
+    if (
+        text.isprintable()
+        and " " not in text
+        and "{" not in text
+        and "}" not in text
+        and "#" not in text
+    ):
         return text
     return _digest(text)
 
@@ -59,12 +65,7 @@ class CacheKeys:
         self._profile_for = f"{ns}:profile-for:"
         self._function = f"{ns}:fn:"
         self._ack = f"{ns}:ack:"
-        self._ack_pattern = re.compile(re.escape(self._ack) + r"[0-9a-f]{32}", re.ASCII)
-        # The hit path builds these for every lookup: remember the recent ones.
-        self.account = functools.lru_cache(maxsize=65_536)(self.account)  # type: ignore[method-assign]
-        self.user = functools.lru_cache(maxsize=65_536)(self.user)  # type: ignore[method-assign]
-        self.profile = functools.lru_cache(maxsize=65_536)(self.profile)  # type: ignore[method-assign]
-        self._short_username = functools.lru_cache(maxsize=65_536)(self._short_username)  # type: ignore[method-assign]
+        self._ack_pattern = re.compile(re.escape(self._ack) + r"\{[0-9a-f]{32}\}", re.ASCII)
 
     def account(self, account_id: int) -> str:
         return f"{self._account}{account_id}"
@@ -82,12 +83,7 @@ class CacheKeys:
         return f"{self._user}{user_id}"
 
     def user_by_username(self, username: str) -> str:
-        if len(username) > 128:  # only short strings enter the memo
-            return self._username + _digest(username)
-        return self._short_username(username)
-
-    def _short_username(self, username: str) -> str:
-        return self._username + _short_part(username)
+        return self._username + _part(username)
 
     def users_of_account(self, account_id: int) -> str:
         return f"{self._account}{account_id}:users"
@@ -114,12 +110,15 @@ class CacheKeys:
         return f"{self.namespace}:invalidations"
 
     def new_ack(self) -> str:
-        """A fresh list key for one invalidation's acknowledgements."""
-        return self._ack + uuid.uuid4().hex
+        """A fresh base key for one invalidation's acknowledgements (``scripts.ack_keys``):
+        its random part is a hash tag, so the keys derived from it share a Redis Cluster
+        slot."""
+        return self._ack + "{" + uuid.uuid4().hex + "}"
 
     def is_ack(self, key: str) -> bool:
-        """Whether ``key`` is one ``new_ack`` could have made: the only keys a listener writes
-        to, whatever a (possibly forged) message names."""
+        """Whether ``key`` is one ``new_ack`` could have made: the only keys (with those
+        ``scripts.ack_keys`` derives from it) a listener writes to, whatever a (possibly
+        forged) message names."""
         return self._ack_pattern.fullmatch(key) is not None
 
     def pattern(self) -> str:

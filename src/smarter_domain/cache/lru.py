@@ -1,11 +1,4 @@
-"""A bounded, thread-safe LRU mapping for dogpile's memory backend (``cache_dict=``): the stock
-memory backend keeps a plain dict that never evicts.
-
-Its entries are dogpile's ``CachedValue``s, whose metadata is a ``Stamp``: the creation time
-as a float (the hit path compares it with the clock directly), readable as dogpile's
-``{"ct": ..., "v": ...}`` metadata dict, and shared by every entry stored in the same tenth of
-a second: an entry costs one 2-tuple, where dogpile's costs a tuple, a dict and a float.
-"""
+"""A bounded, thread-safe LRU mapping (the account-number parser's memo, ``urls``)."""
 
 from __future__ import annotations
 
@@ -14,34 +7,6 @@ from collections import OrderedDict
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
-from dogpile.cache.api import CachedValue
-from dogpile.cache.region import value_version
-
-
-class Stamp(float):
-    """An entry's creation time (seconds since the epoch), which dogpile reads as its
-    metadata: ``stamp["ct"]``, ``stamp["v"]``."""
-
-    __slots__ = ()
-
-    def __getitem__(self, name: str) -> float | int:
-        if name == "ct":
-            return float(self)
-        if name == "v":
-            return value_version
-        raise KeyError(name)
-
-
-def stamped(entry: Any) -> Any:
-    """A ``CachedValue`` with a ``Stamp`` (one dogpile's region made carries a dict); any
-    other value as it is (the LRU also serves as a plain bounded mapping)."""
-    if type(entry) is not CachedValue:
-        return entry
-    metadata: Any = entry[1]
-    if type(metadata) is Stamp:
-        return entry
-    return tuple.__new__(CachedValue, (entry[0], Stamp(metadata["ct"])))
-
 
 class BoundedLRU(MutableMapping[str, Any]):
     def __init__(self, maxsize: int) -> None:
@@ -49,7 +14,6 @@ class BoundedLRU(MutableMapping[str, Any]):
             raise ValueError("maxsize must be at least 1")
         self.maxsize = maxsize
         self._data: OrderedDict[str, Any] = OrderedDict()
-        self.data = self._data  # read directly by TieredCache.peek
         self._lock = threading.Lock()
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -67,23 +31,11 @@ class BoundedLRU(MutableMapping[str, Any]):
             return self._data[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
-        value = stamped(value)
         with self._lock:
             self._data[key] = value
             self._data.move_to_end(key)
             while len(self._data) > self.maxsize:
                 self._data.popitem(last=False)
-
-    def store(self, entries: dict[str, Any]) -> None:
-        """Many entries (``CachedValue``s with a ``Stamp``) under one lock."""
-        with self._lock:
-            data = self._data
-            data.update(entries)
-            touch = data.move_to_end
-            for key in entries:
-                touch(key)
-            while len(data) > self.maxsize:
-                data.popitem(last=False)
 
     def __delitem__(self, key: str) -> None:
         with self._lock:

@@ -16,10 +16,10 @@ from redis.retry import Retry
 from ..errors import ConfigurationError
 from .backend import BACKENDS  # importing it registers the compact backends with dogpile
 from .keys import CacheKeys
-from .lru import BoundedLRU
 from .resilience import DEFAULT_MAX_VALUE_BYTES, CircuitBreaker, ResilientRedisProxy
 from .restarts import ServerWatch
 from .stats import CacheStats
+from .store import MemoryStore
 from .topology import RedisTarget
 
 
@@ -51,7 +51,7 @@ def memory_region(
     return make_region(name=name).configure(
         "dogpile.cache.memory",
         expiration_time=expiration_time,
-        arguments={"cache_dict": BoundedLRU(maxsize)},
+        arguments={"cache_dict": MemoryStore(maxsize)},
     )
 
 

@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 from dogpile.cache.api import NO_VALUE
 from typing_extensions import Unpack
 
-from ..entities import Account, User, UserProfile, is_valid_id
+from ..entities import ID_MAX, ID_MIN, Account, User, UserProfile, is_valid_id
 from ..repositories.interfaces import (
     AccountChanges,
     AccountFields,
@@ -46,6 +46,9 @@ class _EntityCache(Generic[E]):
         self.cache = cache
         self.kind: type[E] = kind
         self.key = key
+        self.prefix = key(0)[:-1]  # key(i) is the prefix and the id: built inline for lists
+        if key(-12) != f"{self.prefix}-12":
+            raise ValueError("an entity key must be a prefix followed by the id")
         self.load: Callable[[int], E | None] = load
 
     def _checked(self, key: str, value: Any) -> Any:
@@ -62,7 +65,7 @@ class _EntityCache(Generic[E]):
         value = self.cache.peek(key)  # the hit path: no closure is built
         load = self.load
         if value is NO_VALUE:
-            value = self.cache.get_or_load(key, lambda: load(entity_id))
+            value = self.cache.load_missed(key, lambda: load(entity_id))
         if value is None or type(value) is self.kind:
             return value
         value = self._checked(key, value)
@@ -71,20 +74,27 @@ class _EntityCache(Generic[E]):
     def get_many(
         self, ids: Sequence[int], load: Callable[[list[int]], Mapping[int, E]]
     ) -> dict[int, E]:
-        keys = {self.key(i): i for i in ids if is_valid_id(i)}
+        key_of, prefix = self.key, self.prefix
+        keys = {f"{prefix}{i}": i for i in ids if type(i) is int and ID_MIN <= i <= ID_MAX}
 
         def loader(missing: list[str]) -> dict[str, E]:
             loaded = load([keys[key] for key in missing])
-            return {self.key(i): entity for i, entity in loaded.items()}
+            return {key_of(i): entity for i, entity in loaded.items()}
 
         found = self.cache.get_many_or_load(list(keys), loader)
+        kind = self.kind
         result: dict[int, E] = {}
         for key, entity_id in keys.items():
-            value = self._checked(key, found.get(key))
-            if value is _WRONG_TYPE:
-                value = load([entity_id]).get(entity_id)
-            if value is not None:
-                result[entity_id] = value
+            value = found.get(key)
+            if type(value) is not kind:
+                if value is None:
+                    continue
+                value = self._checked(key, value)
+                if value is _WRONG_TYPE:
+                    value = load([entity_id]).get(entity_id)
+                if value is None:
+                    continue
+            result[entity_id] = value
         return result
 
     def id_of(self, key: str, load: Callable[[K], E | None], argument: K) -> int | None:

@@ -38,13 +38,19 @@ from dogpile.cache.api import (
 )
 from dogpile.cache.proxy import ProxyBackend
 from redis.crc import key_slot
-from redis.exceptions import LockError, RedisClusterException, RedisError, ResponseError
+from redis.exceptions import (
+    LockError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+)
 from redis.lock import Lock
 
 from . import codec, scripts
 from .backend import cached_value, read_raw, record_of, write_records
 from .keys import CacheKeys
-from .scripts import generation_key, hold_key, lease_key
+from .scripts import ack_keys, generation_key, hold_key, lease_key
 from .stats import CacheStats
 
 log = logging.getLogger("smarter_domain.cache.redis")
@@ -55,6 +61,8 @@ REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, RedisClusterExcepti
 T = TypeVar("T")
 
 _MISS: Any = NO_VALUE
+
+_TYPED_DECODERS = codec.typed_decoders()
 
 EARLIER_FORMAT = re.compile(rb'\{"ct": [0-9.eE+-]+, "v": [0-9]+\}\|' + re.escape(codec.MAGIC))
 """How the entries of the first release start: dogpile's JSON metadata header, then the typed
@@ -226,7 +234,6 @@ class ResilientRedisProxy(ProxyBackend):
         self.max_value_bytes = max_value_bytes
         self._warn_once = WarnOnce(log)
         self._counter = itertools.count()
-        self._multi_pop = True  # BLMPOP, until a server says it does not know it
         self._lookup_script: Any = None  # scripts.lookup with this proxy's settings
         self.lease_ms = 10_000
         """How long a loader's lease lasts if it never fills (it died): ``RedisOptions``."""
@@ -367,13 +374,7 @@ class ResilientRedisProxy(ProxyBackend):
                 codec.RECORD, self.max_value_bytes, self.generation_ttl, self.lease_ms
             )
             script = self._lookup_script = self.client.register_script(source)
-        found = self._call(
-            None,
-            lambda: script(
-                keys=[key, generation_key(key), hold_key(key), lease_key(key)], args=[lease_id]
-            ),
-            key,
-        )
+        found = self._call(None, lambda: self._evalsha(script, 1, key, lease_id), key)
         if found is None:
             return UNAVAILABLE
         if type(found) is bytes:
@@ -390,6 +391,17 @@ class ResilientRedisProxy(ProxyBackend):
         if found[0] == 2:
             self._foreign_raw(key, bytes(found[3]), int(found[4]))
         return Miss(bytes(found[1]), int(found[2]), lease_id)
+
+    def _evalsha(self, script: Any, numkeys: int, *arguments: Any) -> Any:
+        """``script`` called straight through the client (redis-py's ``Script.__call__``
+        costs a few microseconds more), loaded again if the server does not know it (a
+        restarted or another server)."""
+        client = self.client
+        try:
+            return client.execute_command("EVALSHA", script.sha, numkeys, *arguments)
+        except NoScriptError:
+            script.sha = client.script_load(script.script)
+            return client.execute_command("EVALSHA", script.sha, numkeys, *arguments)
 
     def generations(self, keys: Sequence[str]) -> Generations | None:
         """The generation tokens of ``keys`` (None when Redis cannot be asked)."""
@@ -469,25 +481,26 @@ class ResilientRedisProxy(ProxyBackend):
     def _fill_keys(key: str) -> tuple[str, str, str, str]:
         return key, generation_key(key), hold_key(key), lease_key(key)
 
-    def get_many(self, keys: Sequence[str]) -> list[Any]:
-        """The values of ``keys`` in Redis (NO_VALUE for each one missing or foreign), in one
-        MGET (one per node, pipelined, on a cluster)."""
+    def get_many(self, keys: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
+        """The values of ``keys`` found in Redis, and the keys missing (or foreign there), in
+        one MGET (one per node, pipelined, on a cluster)."""
         values = self._call(None, lambda: read_raw(self.client, keys))
         if values is None:
-            return [NO_VALUE] * len(keys)
-        read = codec.read_record
-        found: list[Any] = []
-        append = found.append
+            return {}, list(keys)
+        read, typed = codec.read_record, _TYPED_DECODERS
+        found: dict[str, Any] = {}
+        missing: list[str] = []
         for key, raw in zip(keys, values, strict=True):
             if raw is None:
-                append(NO_VALUE)
+                missing.append(key)
                 continue
             try:
-                append(read(raw)[1])
-            except CantDeserializeException:
+                decoder = typed.get(raw[:4])
+                found[key] = read(raw)[1] if decoder is None else decoder.decode(raw[4:])[1]
+            except (Exception, RecursionError):  # whatever a hostile record triggers
                 self._foreign_raw(key, raw)
-                append(NO_VALUE)
-        return found
+                missing.append(key)
+        return found, missing
 
     def _foreign_raw(self, key: str, raw: bytes, size: int | None = None) -> None:
         """Count (log once) a value read under ``key`` that is not a record of this format
@@ -515,25 +528,58 @@ class ResilientRedisProxy(ProxyBackend):
         per_key: Callable[[str], tuple[str, ...]],
         args: list[Any],
         ack: str,
-    ) -> tuple[int, bool]:
+    ) -> tuple[int, bool, bool]:
         """Run a script that publishes over ``keys`` (each with ``per_key(key)``'s keys):
-        (receivers, whether any group returned "lost"). One server: the script publishes too
-        (one round trip). A cluster: one script per slot, then one sharded publish."""
+        (receivers, whether any group returned "lost", whether every receiver acknowledged
+        already). One server: the script publishes too and sets how many acknowledgements
+        ``ack`` expects, and the first wait for them is pipelined with it (one round trip
+        when they come quickly). A cluster: one script per slot, one sharded publish, then
+        the expectation (``scripts.EXPECT``) on the acknowledgements' own slot."""
         message = self._message(keys, ack)
         script = self._script(name, source)
-        in_script = [self.keys.channel(), message] if not self.clustered else []
-        receivers, lost = 0, False
-        for group in self._slots(keys):
-            result = script(
-                keys=[k for i in group for k in per_key(keys[i])], args=[*args, *in_script]
-            )
-            if isinstance(result, list):  # RELEASE: {receivers, lost}
-                receivers, lost = int(result[0]), lost or bool(result[1])
+        if not self.clustered:
+            flat = [k for key in keys for k in per_key(key)]
+            tail = [self.keys.channel(), message]
+            if not ack:
+                result = self._evalsha(script, len(flat), *flat, *args, *tail)
+                done = False
             else:
-                receivers = int(result)
-        if self.clustered:
-            receivers = int(self.client.spublish(self.keys.channel(), message))
-        return receivers, lost
+                flat += ack_keys(ack)
+                result, done = self._script_then_wait(script, flat, [*args, *tail, "1"], ack)
+            if isinstance(result, list):  # RELEASE: {receivers, lost}
+                return int(result[0]), bool(result[1]), done
+            return int(result), False, done
+        lost = False
+        for group in self._slots(keys):
+            result = script(keys=[k for i in group for k in per_key(keys[i])], args=args)
+            if isinstance(result, list):
+                lost = lost or bool(result[1])
+        receivers = int(self.client.spublish(self.keys.channel(), message))
+        if ack:
+            expect = self._script("expect", scripts.EXPECT)
+            expect(keys=list(ack_keys(ack)), args=[receivers])
+        return receivers, lost, False
+
+    def _script_then_wait(
+        self, script: Any, keys: list[str], args: list[Any], ack: str
+    ) -> tuple[Any, bool]:
+        """The script, and a first short wait for all its acknowledgements, in one round
+        trip: (the script's result, whether they all came)."""
+        done = ack_keys(ack)[2]
+        for attempt in range(2):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            pipe.execute_command("BLPOP", done, ACK_POLL)
+            result, popped = pipe.execute(raise_on_error=False)
+            if isinstance(result, NoScriptError) and attempt == 0:
+                script.sha = self.client.script_load(script.script)
+                continue
+            if isinstance(result, Exception):
+                raise result
+            if isinstance(popped, Exception):
+                raise popped
+            return result, popped is not None
+        raise AssertionError("unreachable")
 
     @staticmethod
     def _entry_and_token(key: str) -> tuple[str, str]:
@@ -543,8 +589,8 @@ class ResilientRedisProxy(ProxyBackend):
     def _entry_token_and_holds(key: str) -> tuple[str, str, str]:
         return key, generation_key(key), scripts.hold_key(key)
 
-    def _invalidate_now(self, keys: list[KeyType], ack: str = "") -> int:
-        receivers, _ = self._publish_script(
+    def _invalidate_now(self, keys: list[KeyType], ack: str = "") -> tuple[int, bool]:
+        receivers, _, done = self._publish_script(
             "invalidate",
             scripts.INVALIDATE,
             keys,
@@ -552,7 +598,7 @@ class ResilientRedisProxy(ProxyBackend):
             [self.fresh_id(), self.generation_ttl],
             ack,
         )
-        return receivers
+        return receivers, done
 
     def invalidate(
         self, keys: Sequence[str], ack_timeout: float = 0.0, trust_window: float = 0.0
@@ -567,9 +613,10 @@ class ResilientRedisProxy(ProxyBackend):
             return True
         ack = self.keys.new_ack() if ack_timeout > 0 else ""
 
-        def send() -> tuple[int, float]:
+        def send() -> tuple[int, bool, float]:
             published = time.monotonic()
-            return self._invalidate_now(keys, ack), published
+            receivers, done = self._invalidate_now(keys, ack)
+            return receivers, done, published
 
         sent = self._call(None, send)
         if sent is None:
@@ -577,7 +624,7 @@ class ResilientRedisProxy(ProxyBackend):
             if trust_window:
                 time.sleep(trust_window)
             return False
-        return self._confirm(ack, sent[0], ack_timeout, sent[1], trust_window)
+        return self._confirm(ack, sent[0], ack_timeout, sent[2], trust_window, sent[1])
 
     def prepare(
         self, keys: Sequence[str], ack_timeout: float, hold: float, trust_window: float = 0.0
@@ -591,18 +638,18 @@ class ResilientRedisProxy(ProxyBackend):
         hold_id = self.fresh_id()
         ack = self.keys.new_ack() if ack_timeout > 0 else ""
 
-        def send() -> tuple[int, float]:
+        def send() -> tuple[int, bool, float]:
             published = time.monotonic()
             args = [hold_id, int(hold * 1000), self.fresh_id(), self.generation_ttl]
-            receivers, _ = self._publish_script(
+            receivers, _, done = self._publish_script(
                 "hold", scripts.HOLD, keys, self._entry_token_and_holds, args, ack
             )
-            return receivers, published
+            return receivers, done, published
 
         sent = self._call(None, send, force=True)
         if sent is None:
             return None
-        self._confirm(ack, sent[0], ack_timeout, sent[1], trust_window)
+        self._confirm(ack, sent[0], ack_timeout, sent[2], trust_window, sent[1])
         return hold_id
 
     def release(
@@ -618,7 +665,7 @@ class ResilientRedisProxy(ProxyBackend):
 
         def send() -> bool:
             args = [hold_id, self.fresh_id(), self.generation_ttl]
-            _, lost = self._publish_script(
+            _, lost, _ = self._publish_script(
                 "release", scripts.RELEASE, keys, self._entry_token_and_holds, args, ""
             )
             return lost
@@ -631,9 +678,16 @@ class ResilientRedisProxy(ProxyBackend):
             self.invalidate(keys, ack_timeout, trust_window)
 
     def _confirm(
-        self, ack: str, receivers: int, timeout: float, published: float, trust_window: float
+        self,
+        ack: str,
+        receivers: int,
+        timeout: float,
+        published: float,
+        trust_window: float,
+        done: bool = False,
     ) -> bool:
-        """Wait for the acknowledgements of a publish; when some are missing, wait until
+        """Wait until every process the publish reached has acknowledged (``done``: they all
+        had by the end of the publishing round trip); when some did not, wait until
         ``trust_window`` after the publish. Whether every process confirmed."""
         if not ack:
             return True
@@ -643,50 +697,37 @@ class ResilientRedisProxy(ProxyBackend):
             self.stats.add("ack_timeouts")
             confirmed = False
         else:
-            confirmed = self._wait_for_acks(ack, receivers, timeout)
+            confirmed = done or self._wait_for_acks(ack, timeout)
         if not confirmed and trust_window:
             time.sleep(max(0.0, published + trust_window - time.monotonic()))
         return confirmed
 
-    def _wait_for_acks(self, ack: str, expected: int, timeout: float) -> bool:
-        """Until ``expected`` distinct processes have acknowledged (a replayed message makes a
-        listener acknowledge twice: that must not stand in for another process)."""
+    def _wait_for_acks(self, ack: str, timeout: float) -> bool:
+        """Until the last expected process has acknowledged: its acknowledgement pushes the
+        "done" signal once the set of distinct processes that acknowledged is complete (a
+        replayed message makes a listener acknowledge twice: that does not stand in for
+        another process). ``timeout`` seconds at most."""
         deadline = time.monotonic() + timeout
-        origins: set[bytes] = set()
+        done = ack_keys(ack)[2]
+        signalled = False
 
         def pop() -> bool:
+            nonlocal signalled
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
             # Short blocking pops, each well inside the socket timeout: waiting for a slow
-            # process is not Redis failing to answer. One pop takes every acknowledgement
-            # already there (BLMPOP, Redis 7; one at a time before).
+            # process is not Redis failing to answer.
             wait = min(max(remaining, 0.001), ACK_POLL)
-            if self._multi_pop:
-                try:
-                    popped = self.client.blmpop(
-                        wait, 1, ack, direction="LEFT", count=expected - len(origins)
-                    )
-                except ResponseError as exc:
-                    if "unknown command" not in str(exc).lower():
-                        raise
-                    self._multi_pop = False
-                    return True
-                if popped is not None:
-                    origins.update(bytes(origin) for origin in popped[1])
-                return True
-            single = self.client.blpop([ack], timeout=wait)
-            if single is not None:
-                origins.add(bytes(single[1]))
+            signalled = self.client.blpop([done], timeout=wait) is not None
             return True
 
-        while len(origins) < expected and self._call(False, pop, ack):
+        while not signalled and self._call(False, pop, ack):
             pass
-        if len(origins) < expected:
+        if not signalled:
             self.stats.add("ack_timeouts")
-            log.debug("%d of %d processes acknowledged an invalidation", len(origins), expected)
-            return False
-        return True
+            log.debug("not every process acknowledged an invalidation within %.2fs", timeout)
+        return signalled
 
     # -- dogpile's backend interface ----------------------------------------------------
     # The region's own API (``region.get``, ``get_multi``, ``set``) reads and writes the same

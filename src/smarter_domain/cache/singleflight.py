@@ -33,16 +33,30 @@ class SingleFlight:
         self._lock = threading.Lock()
         self._flights: dict[str, _Flight] = {}
 
-    def run(self, key: str, generation: object, load: Callable[[], tuple[Any, bool]]) -> Any:
+    def busy(self, key: str) -> bool:
+        """Whether a load of ``key`` is in flight (a hint: read without the lock)."""
+        return key in self._flights
+
+    def run(
+        self,
+        key: str,
+        generation: object,
+        load: Callable[[], tuple[Any, bool]],
+        on_wait: Callable[[], None] | None = None,
+    ) -> Any:
         """``load()`` returns ``(value, shareable)``; concurrent callers for ``key`` wait for
         one ``load`` and return its value when it is shareable and they arrived with the
-        leader's ``generation``, else load themselves."""
+        leader's ``generation``, else load themselves. ``on_wait`` runs (once) before a caller
+        waits for another's load: what it holds that the leader may need, it gives back."""
         while True:
             with self._lock:
                 flight = self._flights.get(key)
                 if flight is None:
                     flight = self._flights[key] = _Flight(generation)
                     break
+            if on_wait is not None:
+                on_wait()
+                on_wait = None
             with flight.landed:  # wait for the leader
                 pass
             if flight.shared and flight.generation == generation:

@@ -8,12 +8,8 @@ sharing a counter only ever cost a skipped fill, never a stale one.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
-from typing import Any
 
 Snapshot = tuple[int, int]
-Snapshots = tuple[int, dict[str, int]]
-"""Many keys' snapshots at once: the epoch, and each key's counter."""
 
 
 class Stripes:
@@ -22,6 +18,9 @@ class Stripes:
         self._size = size
         self._epoch = 0
         self._lock = threading.Lock()
+        self.version = 0
+        """Bumped by every invalidation: a batch that finds it unchanged was touched by none
+        (one comparison for a whole list, where per-key snapshots cost a hash each)."""
 
     def snapshot(self, key: str) -> Snapshot:
         return self._epoch, self._counters[hash(key) % self._size]
@@ -29,25 +28,15 @@ class Stripes:
     def unchanged(self, key: str, snapshot: Snapshot) -> bool:
         return snapshot == (self._epoch, self._counters[hash(key) % self._size])
 
-    def snapshots(self, keys: list[str]) -> Snapshots:
-        counters, size = self._counters, self._size
-        return self._epoch, {key: counters[hash(key) % size] for key in keys}
-
-    def unchanged_many(self, values: Mapping[str, Any], snapshots: Snapshots) -> dict[str, Any]:
-        """The items of ``values`` whose keys no invalidation touched since ``snapshots``."""
-        epoch, taken = snapshots
-        if epoch != self._epoch:
-            return {}
-        counters, size = self._counters, self._size
-        return {k: v for k, v in values.items() if taken[k] == counters[hash(k) % size]}
-
     def bump(self, keys: list[str]) -> None:
         with self._lock:
+            self.version += 1
             for key in keys:
                 self._counters[hash(key) % self._size] += 1
 
     def bump_all(self) -> None:
         with self._lock:
+            self.version += 1
             self._epoch += 1
 
     def after_fork_in_child(self) -> None:
@@ -56,3 +45,4 @@ class Stripes:
         no fill begun before the fork lands in the memory tier."""
         self._lock = threading.Lock()
         self._epoch += 1
+        self.version += 1

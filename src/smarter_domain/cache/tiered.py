@@ -27,7 +27,6 @@ from dogpile.cache.api import NO_VALUE, CachedValue
 from ..changes import Change
 from .bus import TRUST_WINDOW
 from .keys import CacheKeys
-from .lru import BoundedLRU, Stamp
 from .regions import renew_region_locks
 from .resilience import (
     HELD,
@@ -41,7 +40,8 @@ from .resilience import (
 )
 from .singleflight import SingleFlight
 from .stats import CacheStats
-from .stripes import Snapshot, Snapshots, Stripes
+from .store import MemoryStore, Stamp
+from .stripes import Snapshot, Stripes
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +95,10 @@ class TieredCache:
         self.stripes = Stripes()
         self.flights = SingleFlight()
         self.listener: Any = None  # an InvalidationListener, attached by the domain
-        # The hit path reads the bounded LRU under the memory region directly (when it is
-        # ours), checking dogpile's creation time against the region's expiration.
+        # The hit path reads the store under the memory region directly (when it is ours),
+        # checking each entry's Stamp against the region's expiration.
         store = getattr(memory.actual_backend, "_cache", None)
-        self._lru: BoundedLRU | None = store if isinstance(store, BoundedLRU) else None
-        self._recent = self._lru.data if self._lru is not None else None
+        self._lru: MemoryStore | None = store if isinstance(store, MemoryStore) else None
         self._hit = self.stats.memory_hit
         self._ttl = float(memory.expiration_time or 0)
         self._warn_once = WarnOnce(log)
@@ -122,17 +121,17 @@ class TieredCache:
 
     def peek(self, key: str) -> Any:
         """The memory tier's fresh value for ``key``, or NO_VALUE: the lock-free hit path
-        (the LRU's OrderedDict read inline, dogpile's creation time checked against the
-        region's expiration)."""
-        recent = self._recent
+        (one dict lookup in the store's young generation, the entry's Stamp checked against
+        the region's expiration)."""
+        store = self._lru
         listener = self.listener
-        if recent is None or (listener is not None and monotonic() >= listener.trusted_until):
+        if store is None or (listener is not None and monotonic() >= listener.trusted_until):
             return NO_VALUE
-        try:
-            recent.move_to_end(key)
-            cached = recent[key]
-        except KeyError:
-            return NO_VALUE
+        cached = store.young.get(key)
+        if cached is None:
+            cached = store.lookup(key)
+            if cached is None:
+                return NO_VALUE
         if self._ttl and time() - cached[1] >= self._ttl:
             return NO_VALUE
         self._hit()
@@ -143,23 +142,23 @@ class TieredCache:
         ``target(id)`` is the entity's key (the hit path of lookups by username or account
         number, counted as one memory hit). None when ``key`` holds None; NO_VALUE unless
         both entries are fresh."""
-        recent = self._recent
+        store = self._lru
         listener = self.listener
-        if recent is None or (listener is not None and monotonic() >= listener.trusted_until):
+        if store is None or (listener is not None and monotonic() >= listener.trusted_until):
             return NO_VALUE
-        try:
-            ref = recent[key]
-            entity_id = ref[0]
-            if type(entity_id) is int:
-                entity_key = target(entity_id)
-                cached = recent[entity_key]
-                recent.move_to_end(entity_key)
-            elif entity_id is None:
-                cached = ref
-            else:
+        young = store.young
+        ref = young.get(key) or store.lookup(key)
+        if ref is None:
+            return NO_VALUE
+        entity_id = ref[0]
+        if type(entity_id) is int:
+            entity_key = target(entity_id)
+            cached = young.get(entity_key) or store.lookup(entity_key)
+            if cached is None:
                 return NO_VALUE
-            recent.move_to_end(key)
-        except KeyError:
+        elif entity_id is None:
+            cached = ref
+        else:
             return NO_VALUE
         ttl = self._ttl
         if ttl:
@@ -178,6 +177,10 @@ class TieredCache:
                 return value
         return self._get_or_load(key, loader, expiration_time)
 
+    def load_missed(self, key: str, loader: Callable[[], Any]) -> Any:
+        """``get_or_load`` for a key ``peek`` just missed (it does not look again)."""
+        return self._get_or_load(key, loader, None)
+
     def _get_or_load(
         self, key: str, loader: Callable[[], Any], expiration_time: float | None
     ) -> Any:
@@ -191,24 +194,55 @@ class TieredCache:
                 return value
         self.stats.add("memory_misses")
         local = self.stripes.snapshot(key)
+        guard = self.guard
+        if guard is None or self.flights.busy(key):
+            return self.flights.run(
+                key, local, lambda: self._load_and_fill(key, loader, expiration_time, local)
+            )
+        # Redis first, outside any flight: a hit needs none (one round trip, nothing to
+        # share); a miss goes on in a flight with what the lookup said. A caller that holds
+        # the key's lease and finds another thread's flight gives the lease back before it
+        # waits (that thread may be waiting for the lease), and looks again if it loads.
+        found = guard.lookup(key)
+        if type(found) is not Miss:
+            self.stats.add("redis_hits")
+            if self.memory_usable():
+                self._keep(key, found, local)
+            return found
+        looked: list[Miss | None] = [found]
+
+        def give_back() -> None:
+            if found.lease == LEASED:
+                guard.give_back(key, found.lease_id)
+            looked[0] = None
+
         return self.flights.run(
-            key, local, lambda: self._load_and_fill(key, loader, expiration_time, local)
+            key,
+            local,
+            lambda: self._load_and_fill(key, loader, expiration_time, local, looked[0]),
+            on_wait=give_back,
         )
 
     def _memory_get(self, key: str, expiration_time: float | None) -> Any:
-        if self._recent is None:
+        if self._lru is None:
             return self.memory.get(key, expiration_time=expiration_time)
         ttl = self._ttl if expiration_time is None else expiration_time
-        cached = self._recent.get(key)
+        cached = self._lru.lookup(key)
         if cached is None or (ttl and time() - cached[1] >= ttl):
             return NO_VALUE
         return cached[0]
 
     def _load_and_fill(
-        self, key: str, loader: Callable[[], Any], expiration_time: float | None, local: Snapshot
+        self,
+        key: str,
+        loader: Callable[[], Any],
+        expiration_time: float | None,
+        local: Snapshot,
+        found: Miss | None = None,
     ) -> tuple[Any, bool]:
-        """One miss, in flight: the next tiers, then the memory tier if still current."""
-        value, cacheable = self._second_tier(key, loader, expiration_time)
+        """One miss, in flight: the next tiers (``found``: what a lookup just said), then the
+        memory tier if still current."""
+        value, cacheable = self._second_tier(key, loader, expiration_time, found)
         return value, cacheable and self.memory_usable() and self._keep(key, value, local)
 
     def _keep(self, key: str, value: Any, local: Snapshot) -> bool:
@@ -217,27 +251,44 @@ class TieredCache:
         the store bumps the generation before it deletes, so one of the two sees it."""
         if not self.stripes.unchanged(key, local):
             return False
-        self._store({key: value})
+        self._store_one(key, value)
         if self.stripes.unchanged(key, local):
             return True
         self.memory.delete(key)
         return False
 
-    def _store(self, values: Mapping[str, Any]) -> None:
-        """Into the memory tier: straight into our LRU (a ``CachedValue`` with a shared
-        ``Stamp``), else through the region."""
-        lru = self._lru
-        if lru is None:
-            self.memory.set_multi(values)
-            return
+    def _stamp_now(self) -> Stamp:
+        """A ``Stamp`` of now, shared by every entry stored within ``STAMP_SHARED``."""
         now = time()
         stamp = self._stamp
         if not 0 <= now - stamp < STAMP_SHARED:
             stamp = self._stamp = Stamp(now)
-        lru.store({key: _entry(CachedValue, (value, stamp)) for key, value in values.items()})
+        return stamp
+
+    def _store_one(self, key: str, value: Any) -> None:
+        """Into the memory tier: straight into our store (a ``CachedValue`` with a shared
+        ``Stamp``), else through the region."""
+        store = self._lru
+        if store is None:
+            self.memory.set(key, value)
+        else:
+            store.put(key, _entry(CachedValue, (value, self._stamp_now())))
+
+    def _store(self, values: Mapping[str, Any]) -> None:
+        """Many entries at once, as ``_store_one``, under one lock."""
+        store = self._lru
+        if store is None:
+            self.memory.set_multi(values)
+            return
+        stamp = self._stamp_now()
+        store.store({key: _entry(CachedValue, (value, stamp)) for key, value in values.items()})
 
     def _second_tier(
-        self, key: str, loader: Callable[[], Any], expiration_time: float | None
+        self,
+        key: str,
+        loader: Callable[[], Any],
+        expiration_time: float | None,
+        found: Any = None,
     ) -> tuple[Any, bool]:
         """Redis, then the loader: ``(value, whether it may go into the memory tier)``.
 
@@ -249,7 +300,8 @@ class TieredCache:
         if guard is None:
             self.stats.add("loads")
             return loader(), True
-        found = guard.lookup(key)
+        if found is None:
+            found = guard.lookup(key)
         if type(found) is Miss and found.lease == WAIT:
             found = self._wait_for_fill(guard, key, found)
         if type(found) is not Miss:
@@ -307,13 +359,15 @@ class TieredCache:
         else:
             self.stats.add("memory_bypassed", len(missing))
         keep = use_memory and (self.keep_limit is None or len(keys) <= self.keep_limit)
-        local = self.stripes.snapshots(missing) if keep else None
+        # Kept in memory only if no invalidation at all happened meanwhile (one comparison
+        # for the whole batch; under writes a list is then served from Redis this time).
+        version = self.stripes.version if keep else None
         guard = self.guard
         if guard is not None:
-            from_redis, missing = _split(missing, guard.get_many(missing))
+            from_redis, missing = guard.get_many(missing)
             self.stats.add("redis_hits", len(from_redis))
-            if local is not None:
-                self._fill_memory(from_redis, local)
+            if version is not None:
+                self._fill_memory(from_redis, version)
             if not found:
                 found = from_redis
             else:
@@ -329,46 +383,45 @@ class TieredCache:
         if guard is not None:
             stored = guard.fill(list(fresh.items()), generations)
             fresh = {k: v for (k, v), ok in zip(fresh.items(), stored, strict=True) if ok}
-        if local is not None:
-            self._fill_memory(fresh, local)
+        if version is not None:
+            self._fill_memory(fresh, version)
         return found
 
     def _memory_many(self, keys: list[str]) -> tuple[dict[str, Any], list[str]]:
         """The fresh entries of ``keys`` in the memory tier, and the keys it lacks."""
-        recent = self._recent
+        store = self._lru
         listener = self.listener
-        if recent is None:
+        if store is None:
             return _split(keys, self.memory.get_multi(keys))  # type: ignore[no-untyped-call]
         if listener is not None and monotonic() >= listener.trusted_until:
             return {}, keys
         found: dict[str, Any] = {}
         missing: list[str] = []
         oldest = time() - self._ttl if self._ttl else float("-inf")
-        touch = recent.move_to_end
+        young, old = store.young.get, store.old.get
         for key in keys:
-            try:
-                touch(key)
-                cached = recent[key]
-            except KeyError:
+            cached = young(key)
+            if cached is None:
+                cached = old(key)
+                if cached is None:
+                    missing.append(key)
+                    continue
+                store.promote(key, cached)
+            if cached[1] <= oldest:
                 missing.append(key)
-                continue
-            if cached[1] > oldest:
-                found[key] = cached[0]
             else:
-                missing.append(key)
+                found[key] = cached[0]
         return found, missing
 
-    def _fill_memory(self, values: Mapping[str, Any], local: Snapshots) -> None:
-        if not values or not self.memory_usable():
+    def _fill_memory(self, values: Mapping[str, Any], version: int) -> None:
+        """Keep ``values`` in memory if no invalidation happened since ``version`` was read,
+        checked again after the store (an invalidation between the check and the store bumps
+        the version before it deletes, so one of the two sees it: then all are dropped)."""
+        if not values or not self.memory_usable() or self.stripes.version != version:
             return
-        current = self.stripes.unchanged_many(values, local)
-        if current:
-            self._store(current)
-            # As in _keep: an invalidation between the check and the store is caught here.
-            still = self.stripes.unchanged_many(current, local)
-            late = [k for k in current if k not in still]
-            if late:
-                self.memory.delete_multi(late)
+        self._store(values)
+        if self.stripes.version != version:
+            self.memory.delete_multi(list(values))
 
     # -- invalidation ---------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import fields as dataclass_fields
 from datetime import datetime
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast
 
 from sqlalchemy import JSON, Boolean, Select, String, bindparam, select, true
 from sqlalchemy.exc import (
@@ -333,13 +333,28 @@ class _SqlRepository(Generic[RowT, EntityT]):
         """Deletions the database will cascade to when ``row`` goes."""
         return []
 
-    def _one(self, stmt: Select[RowT], params: dict[str, Any] | None = None) -> EntityT | None:
+    core_reads: ClassVar[bool] = False
+    """Whether reads select the table's columns (Core rows, read by name like the ORM row's
+    attributes) instead of ORM instances: a cache miss then pays no identity map, instance
+    state or attribute instrumentation for an object it turns into an entity and drops.
+    Writes always load ORM rows."""
+
+    def _read_select(self) -> Select[Any]:
+        return select(self.row_type.__table__) if self.core_reads else self._select()
+
+    def _one(self, stmt: Select[Any], params: dict[str, Any] | None = None) -> EntityT | None:
         with translated_errors(), self._scope.reading() as session:
-            row = session.scalars(stmt, params).one_or_none()
+            row: RowT | None
+            if self.core_reads:  # a Core row reads by name like the ORM row's attributes
+                row = cast("RowT | None", session.execute(stmt, params).first())
+            else:
+                row = session.scalars(stmt, params).one_or_none()
             return None if row is None else self._to_entity(row)
 
-    def _all(self, stmt: Select[RowT]) -> list[EntityT]:
+    def _all(self, stmt: Select[Any]) -> list[EntityT]:
         with translated_errors(), self._scope.reading() as session:
+            if self.core_reads:
+                return [self._to_entity(cast(RowT, row)) for row in session.execute(stmt)]
             return [self._to_entity(row) for row in session.scalars(stmt).unique()]
 
     def _require_id(self, entity_id: object) -> int:
@@ -353,9 +368,9 @@ class _SqlRepository(Generic[RowT, EntityT]):
         return row
 
     @functools.cached_property
-    def _by_id(self) -> Select[RowT]:
+    def _by_id(self) -> Select[Any]:
         """Built once: a hot read should not rebuild (and re-coerce) its statement."""
-        return self._select().where(self.row_type.id == bindparam("id"))
+        return self._read_select().where(self.row_type.__table__.c.id == bindparam("id"))
 
     def get(self, entity_id: int) -> EntityT | None:
         if not is_valid_id(entity_id):
@@ -368,7 +383,7 @@ class _SqlRepository(Generic[RowT, EntityT]):
         wanted = {i for i in entity_ids if is_valid_id(i)}
         if not wanted:
             return {}
-        found = self._all(self._select().where(self.row_type.id.in_(wanted)))
+        found = self._all(self._read_select().where(self.row_type.__table__.c.id.in_(wanted)))
         return {entity.id: entity for entity in found}
 
     def _insert(self, writer: Writer, row: RowT) -> EntityT:
@@ -420,9 +435,11 @@ def _cascade_profiles(session: Session, stmt: Select[UserProfileRow]) -> list[Ch
     return changes
 
 
-_ACCOUNT_BY_NUMBER = select(AccountRow).where(AccountRow.account_number == bindparam("number"))
-_DEFAULT_ACCOUNT = select(AccountRow).where(AccountRow.is_default_account == true())
-_USER_BY_USERNAME = select(UserRow).where(UserRow.username == bindparam("username"))
+_ACCOUNTS = AccountRow.__table__
+_USERS = UserRow.__table__
+_ACCOUNT_BY_NUMBER = select(_ACCOUNTS).where(_ACCOUNTS.c.account_number == bindparam("number"))
+_DEFAULT_ACCOUNT = select(_ACCOUNTS).where(_ACCOUNTS.c.is_default_account == true())
+_USER_BY_USERNAME = select(_USERS).where(_USERS.c.username == bindparam("username"))
 _PROFILE_FOR = _profiles_select().where(
     UserProfileRow.user_id == bindparam("user_id"),
     UserProfileRow.account_id == bindparam("account_id"),
@@ -431,6 +448,7 @@ _PROFILE_FOR = _profiles_select().where(
 
 class SqlAccountRepository(_SqlRepository[AccountRow, Account]):
     row_type = AccountRow
+    core_reads = True
     not_found = AccountNotFound
     mutable_fields = AccountChanges.__optional_keys__
     immutable_fields = frozenset({"id", "account_number"})
@@ -452,7 +470,7 @@ class SqlAccountRepository(_SqlRepository[AccountRow, Account]):
         return self._one(_DEFAULT_ACCOUNT)
 
     def list_all(self) -> list[Account]:
-        return self._all(select(AccountRow).order_by(AccountRow.id))
+        return self._all(select(_ACCOUNTS).order_by(_ACCOUNTS.c.id))
 
     def add(
         self, *, name: str, account_number: str | None = None, **fields: Unpack[AccountFields]
@@ -478,6 +496,7 @@ class SqlAccountRepository(_SqlRepository[AccountRow, Account]):
 
 class SqlUserRepository(_SqlRepository[UserRow, User]):
     row_type = UserRow
+    core_reads = True
     not_found = UserNotFound
     mutable_fields = UserFields.__optional_keys__
     immutable_fields = frozenset({"id", "username", "date_joined"})
@@ -498,15 +517,16 @@ class SqlUserRepository(_SqlRepository[UserRow, User]):
     def list_for_account(self, account_id: int) -> list[User]:
         if not is_valid_id(account_id):
             return []
+        profiles = UserProfileRow.__table__
         return self._all(
-            select(UserRow)
-            .join(UserProfileRow, UserProfileRow.user_id == UserRow.id)
-            .where(UserProfileRow.account_id == account_id)
-            .order_by(UserRow.id)
+            select(_USERS)
+            .join(profiles, profiles.c.user_id == _USERS.c.id)
+            .where(profiles.c.account_id == account_id)
+            .order_by(_USERS.c.id)
         )
 
     def list_all(self) -> list[User]:
-        return self._all(select(UserRow).order_by(UserRow.id))
+        return self._all(select(_USERS).order_by(_USERS.c.id))
 
     def add(self, *, username: str, **fields: Unpack[UserFields]) -> User:
         if not isinstance(username, str) or not USERNAME_PATTERN.fullmatch(username):

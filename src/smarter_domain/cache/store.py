@@ -1,0 +1,152 @@
+"""The memory tier's store: dogpile's memory backend keeps its entries here (``cache_dict=``),
+and ``TieredCache`` reads and fills it directly on its hot paths.
+
+Bounded, and an approximate LRU in two generations of plain dicts: new entries go into the
+young one; when it holds half the size, it becomes the old one and the previous old one is
+dropped, unless its entries were read meanwhile (a read of an old entry moves it back to the
+young one). So a hit is one dict lookup (an ``OrderedDict`` would also move the entry to its
+end, and keep a linked node per entry: about 65 bytes an entry that this does without), and
+what is dropped is what nobody read during the last half-size of fills.
+
+An entry is dogpile's ``CachedValue`` whose metadata is a ``Stamp``: the creation time as a
+float (the hit path compares it with the clock directly), readable as dogpile's
+``{"ct": ..., "v": ...}``, and shared by every entry stored in the same tenth of a second: an
+entry costs one 2-tuple, where dogpile's costs a tuple, a dict and a float.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, MutableMapping
+from typing import Any
+
+from dogpile.cache.api import CachedValue
+from dogpile.cache.region import value_version
+
+
+class Stamp(float):
+    """An entry's creation time (seconds since the epoch), which dogpile reads as its
+    metadata: ``stamp["ct"]``, ``stamp["v"]``."""
+
+    __slots__ = ()
+
+    def __getitem__(self, name: str) -> float | int:
+        if name == "ct":
+            return float(self)
+        if name == "v":
+            return value_version
+        raise KeyError(name)
+
+
+def stamped(entry: Any) -> Any:
+    """A ``CachedValue`` with a ``Stamp`` (one dogpile's region made carries a dict)."""
+    metadata: Any = entry[1]
+    if type(metadata) is Stamp:
+        return entry
+    return tuple.__new__(CachedValue, (entry[0], Stamp(metadata["ct"])))
+
+
+class MemoryStore(MutableMapping[str, Any]):
+    """``young`` and ``old`` are read without the lock by the hit path (each dict operation is
+    atomic under the GIL; an entry is an immutable tuple); every change takes it."""
+
+    def __init__(self, maxsize: int) -> None:
+        if maxsize < 2:
+            raise ValueError("maxsize must be at least 2")
+        self.maxsize = maxsize
+        self._half = maxsize // 2
+        self.young: dict[str, Any] = {}
+        self.old: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    # -- the hit path -----------------------------------------------------------------
+
+    def lookup(self, key: str) -> Any:
+        """The entry under ``key`` (None if there is none), moved to the young generation if
+        it was in the old one."""
+        entry = self.young.get(key)
+        if entry is None:
+            entry = self.old.get(key)
+            if entry is not None:
+                self.promote(key, entry)
+        return entry
+
+    def promote(self, key: str, entry: Any) -> None:
+        """Move ``entry``, just read in the old generation, to the young one: unless it was
+        dropped or replaced meanwhile (an invalidation wins)."""
+        with self._lock:
+            if self.old.get(key) is entry:
+                del self.old[key]
+                self._insert(key, entry)
+
+    # -- changes (under the lock) -------------------------------------------------------
+
+    def _insert(self, key: str, entry: Any) -> None:
+        young = self.young
+        young[key] = entry
+        if len(young) >= self._half:
+            self.old, self.young = young, {}
+
+    def put(self, key: str, entry: Any) -> None:
+        """One entry (a ``CachedValue`` with a ``Stamp``)."""
+        with self._lock:
+            self.old.pop(key, None)
+            self._insert(key, entry)
+
+    def store(self, entries: dict[str, Any]) -> None:
+        """Many entries, under one lock."""
+        with self._lock:
+            pop, young, half = self.old.pop, self.young, self._half
+            for key, entry in entries.items():
+                pop(key, None)
+                young[key] = entry
+                if len(young) >= half:
+                    self.old, self.young = young, {}
+                    pop, young = self.old.pop, self.young
+
+    def pop(self, key: str, default: Any = None) -> Any:
+        with self._lock:
+            young = self.young.pop(key, None)
+            old = self.old.pop(key, None)
+        found = young if young is not None else old
+        return default if found is None else found
+
+    def clear(self) -> None:
+        with self._lock:
+            self.young, self.old = {}, {}
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child (``forking``): a new lock, since a thread of the parent (which
+        does not exist here) may have held the old one at the fork. The entries are left as
+        they are: every dict operation is atomic under the GIL, so the fork cannot catch one
+        half done."""
+        self._lock = threading.Lock()
+
+    # -- the mapping dogpile's memory backend uses ------------------------------------------
+
+    def get(self, key: str, default: Any = None) -> Any:
+        entry = self.lookup(key)
+        return default if entry is None else entry
+
+    def __getitem__(self, key: str) -> Any:
+        entry = self.lookup(key)
+        if entry is None:
+            raise KeyError(key)
+        return entry
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.put(key, stamped(value))
+
+    def __delitem__(self, key: str) -> None:
+        if self.pop(key) is None:
+            raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        with self._lock:
+            return iter([*self.young, *self.old])
+
+    def __len__(self) -> int:
+        return len(self.young) + len(self.old)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.young or key in self.old
