@@ -7,6 +7,7 @@ import time
 
 import pytest
 from dogpile.cache.api import NO_VALUE, CachedValue
+from sqlalchemy import text
 
 from smarter_domain.cache.regions import memory_region
 from smarter_domain.cache.store import MemoryStore, Stamp, stamped
@@ -80,4 +81,32 @@ def test_concurrent_fills_reads_and_deletes_keep_it_bounded_and_consistent() -> 
         thread.join(30)
     assert not errors
     assert len(store) < 64
-    assert not set(store.young) & set(store.old)
+    for key in store.young:  # the young entry of a key is the one read, the newest
+        assert store.get(key) is store.young[key]
+
+
+def test_a_linked_lookup_entry_is_served_only_while_its_entity_entry_is_the_same(
+    smarter_database_url: str,
+) -> None:
+    """A lookup by username shares the user entry's tuple (one object for both); a reload of
+    the user alone (its key invalidated by itself) ends the link: the next lookup by username
+    does not serve the old tuple's entity."""
+    import smarter_domain as sd
+    from smarter_domain.testing import UserFactory
+
+    with sd.Domain(smarter_database_url) as domain:
+        user = UserFactory(domain=domain, username="linked")
+        assert domain.users.get_by_username("linked") == user
+        store = domain.cache.memory.actual_backend._cache
+        by_name = domain.cache.keys.user_by_username("linked")
+        by_id = domain.cache.keys.user(user.id)
+        assert store.lookup(by_name) is store.lookup(by_id)  # linked
+        with domain.engine.begin() as connection:  # behind the cache's back, then only
+            connection.execute(  # the entity's key is invalidated
+                text("UPDATE smarter_user SET email = 'new@example.com' WHERE id = :id"),
+                {"id": user.id},
+            )
+        domain.cache.invalidate([by_id])
+        found = domain.users.get_by_username("linked")
+        assert found is not None and found.email == "new@example.com"
+        assert domain.cache.stats.snapshot()["decode_errors"] == 0

@@ -84,7 +84,7 @@ class _EntityCache(Generic[E]):
         found = self.cache.get_many_or_load(list(keys), loader)
         kind = self.kind
         result: dict[int, E] = {}
-        for key, entity_id in keys.items():
+        for key, entity_id in keys.items():  # in the order of ``ids``
             value = found.get(key)
             if type(value) is not kind:
                 if value is None:
@@ -103,12 +103,16 @@ class _EntityCache(Generic[E]):
         value = self.cache.peek(key)  # the hit path: no closure is built
         if value is None or type(value) is int:
             return value
+        if type(value) is self.kind:  # linked to its entity's entry (TieredCache.link)
+            return int(value.id)
 
         def load_id() -> int | None:
             entity = load(argument)
             return None if entity is None else entity.id
 
         value = self.cache.get_or_load(key, load_id)
+        if type(value) is self.kind:
+            return int(value.id)
         return value if value is None or type(value) is int else self._bad_id(key, load_id)
 
     def lookup(
@@ -116,8 +120,10 @@ class _EntityCache(Generic[E]):
     ) -> Callable[[K], E | None]:
         """A secondary lookup (by username, account number, ...) as one function: its key,
         then one look at the memory tier for the id and the entity both (the hit path, kept
-        to a single frame), else ``id_of`` then ``get``."""
+        to a single frame), else ``id_of`` then ``get``, and the key's memory entry linked to
+        the entity's (``TieredCache.link``)."""
         peek_through, entity_key, kind = self.cache.peek_through, self.key, self.kind
+        link = self.cache.link
 
         def lookup(argument: K) -> E | None:
             key = key_of(argument)
@@ -125,7 +131,12 @@ class _EntityCache(Generic[E]):
             if value is None or type(value) is kind:
                 return value
             found = self.id_of(key, load, argument)
-            return None if found is None else self.get(found)
+            if found is None:
+                return None
+            entity = self.get(found)
+            if entity is not None:
+                link(key, entity_key(found), found)
+            return entity
 
         return lookup
 
@@ -152,7 +163,11 @@ T = TypeVar("T")
 
 
 def in_order(ids: Sequence[int], found: Mapping[int, T]) -> list[T]:
-    """A cached id list hydrated: its order, without entities deleted meanwhile."""
+    """A cached id list hydrated: its order, without entities deleted meanwhile (``found``
+    from ``get_many`` is already in that order when ``ids`` has no duplicates)."""
+    values = list(found.values())
+    if len(values) == len(ids):
+        return values
     return [found[i] for i in ids if i in found]
 
 

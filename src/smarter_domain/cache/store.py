@@ -17,7 +17,7 @@ entry costs one 2-tuple, where dogpile's costs a tuple, a dict and a float.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
 from dogpile.cache.api import CachedValue
@@ -81,6 +81,26 @@ class MemoryStore(MutableMapping[str, Any]):
 
     # -- changes (under the lock) -------------------------------------------------------
 
+    def link(self, key: str, target: str, entity_id: int, within: float) -> None:
+        """Replace ``key``'s entry (``(entity_id, stamp)``) with ``target``'s (an entity whose
+        id is ``entity_id``), if both are there and the entity's was not stamped ``within``
+        seconds or more after the key's (an older stamp only makes the key expire sooner)."""
+        with self._lock:
+            young, old = self.young, self.old
+            ref = young.get(key) or old.get(key)
+            entry = young.get(target) or old.get(target)
+            if (
+                ref is None
+                or entry is None
+                or ref[0] != entity_id
+                or type(ref[0]) is not int
+                or getattr(entry[0], "id", None) != entity_id
+                or not entry[1] - ref[1] < within
+            ):
+                return
+            old.pop(key, None)
+            self._insert(key, entry)
+
     def _insert(self, key: str, entry: Any) -> None:
         young = self.young
         young[key] = entry
@@ -88,21 +108,22 @@ class MemoryStore(MutableMapping[str, Any]):
             self.old, self.young = young, {}
 
     def put(self, key: str, entry: Any) -> None:
-        """One entry (a ``CachedValue`` with a ``Stamp``)."""
+        """One entry (a ``CachedValue`` with a ``Stamp``). An older entry of the key in the
+        old generation may stay there: the young one is always read first, ``pop`` removes
+        both, and a rotation drops the old generation."""
         with self._lock:
-            self.old.pop(key, None)
             self._insert(key, entry)
 
-    def store(self, entries: dict[str, Any]) -> None:
-        """Many entries, under one lock."""
+    def store(self, values: Mapping[str, Any], stamp: Stamp) -> None:
+        """Many values, stamped ``stamp``, under one lock (as ``put``)."""
+        make = tuple.__new__
         with self._lock:
-            pop, young, half = self.old.pop, self.young, self._half
-            for key, entry in entries.items():
-                pop(key, None)
-                young[key] = entry
+            young, half = self.young, self._half
+            for key, value in values.items():
+                young[key] = make(CachedValue, (value, stamp))
                 if len(young) >= half:
                     self.old, self.young = young, {}
-                    pop, young = self.old.pop, self.young
+                    young = self.young
 
     def pop(self, key: str, default: Any = None) -> Any:
         with self._lock:
@@ -143,9 +164,10 @@ class MemoryStore(MutableMapping[str, Any]):
 
     def __iter__(self) -> Iterator[str]:
         with self._lock:
-            return iter([*self.young, *self.old])
+            return iter(dict.fromkeys([*self.young, *self.old]))
 
     def __len__(self) -> int:
+        """Entries held (a key whose older entry waits in the old generation counts twice)."""
         return len(self.young) + len(self.old)
 
     def __contains__(self, key: object) -> bool:

@@ -158,8 +158,14 @@ class TieredCache:
                 return NO_VALUE
         elif entity_id is None:
             cached = ref
-        else:
-            return NO_VALUE
+        else:  # linked (``link``): valid while the entity's entry is that very tuple
+            try:
+                entity_key = target(entity_id.id)
+            except AttributeError:
+                return NO_VALUE
+            cached = young.get(entity_key) or store.lookup(entity_key)
+            if cached is not ref:
+                return NO_VALUE
         ttl = self._ttl
         if ttl:
             now = time()
@@ -167,6 +173,15 @@ class TieredCache:
                 return NO_VALUE
         self._hit()
         return cached[0]
+
+    def link(self, key: str, entity_key: str, entity_id: int) -> None:
+        """Make the memory entry of a secondary key that holds ``entity_id`` the entity
+        entry's own tuple: one entry object for both, and ``peek_through`` serves it only while
+        the entity entry is still that tuple (an invalidation of either key, or a reload of
+        the entity, ends the link). Not when the entity's entry is the newer by a second or
+        more: the secondary entry would outlive its time to live (``STAMP_SHARED`` x 10)."""
+        if self._lru is not None:
+            self._lru.link(key, entity_key, entity_id, STAMP_SHARED * 10)
 
     def get_or_load(
         self, key: str, loader: Callable[[], Any], expiration_time: float | None = None
@@ -280,8 +295,7 @@ class TieredCache:
         if store is None:
             self.memory.set_multi(values)
             return
-        stamp = self._stamp_now()
-        store.store({key: _entry(CachedValue, (value, stamp)) for key, value in values.items()})
+        store.store(values, self._stamp_now())
 
     def _second_tier(
         self,
