@@ -19,7 +19,7 @@ from sqlalchemy import event
 
 from smarter_domain import Domain, User
 from smarter_domain.cache import codec
-from smarter_domain.cache.scripts import lease_key
+from smarter_domain.cache.scripts import hold_key, lease_key
 from smarter_domain.testing import AccountFactory, UserFactory, UserProfileFactory
 
 from .conftest import FAST_FAIL, QueryCounter
@@ -234,3 +234,45 @@ def test_a_record_decodes_to_the_entity_it_holds() -> None:
     user = User(id=1, username="x", date_joined=datetime.now(UTC))
     created, value = codec.read_record(codec.record(user, 12.5))
     assert (created, value) == (12.5, user)
+
+
+def test_a_sub_second_timeout_is_kept_to_the_millisecond(
+    redis_domain: Domain, redis_client: redis.Redis
+) -> None:
+    key = f"{redis_domain.cache.keys.namespace}:short-lived"
+    assert redis_domain.cache.get_or_load(key, lambda: "v", expiration_time=0.3) == "v"
+    assert 0 < redis_client.pttl(key) <= 300
+
+
+def test_a_value_the_format_refuses_gives_its_lease_back(
+    redis_domain: Domain, redis_client: redis.Redis
+) -> None:
+    key = f"{redis_domain.cache.keys.namespace}:not-cacheable"
+    with pytest.raises(TypeError):
+        redis_domain.cache.get_or_load(key, object)
+    assert redis_client.get(lease_key(key)) is None  # nobody waits for a fill that won't come
+
+
+def test_an_oversized_record_in_a_list_is_a_miss(
+    redis_domain: Domain, redis_client: redis.Redis
+) -> None:
+    guard = redis_domain.cache.guard
+    assert guard is not None
+    guard.max_value_bytes = 4096  # a small limit: 16 MiB would not read within the timeout
+    key = f"{redis_domain.cache.keys.namespace}:huge"
+    guard.get_many([key])  # its connection first (a new one may flush the namespace)
+    redis_client.set(key, codec.record(b"x" * 5000, time.time()))
+    found, missing = guard.get_many([key])
+    assert found == {} and missing == [key]
+    assert redis_domain.cache.stats.snapshot()["decode_errors"] == 1
+
+
+def test_a_planted_hold_that_never_ends_is_not_a_hold(
+    redis_domain: Domain, redis_client: redis.Redis
+) -> None:
+    user = UserFactory()
+    key = redis_domain.cache.keys.user(user.id)
+    redis_client.zadd(hold_key(key), {"forever": float("inf")})
+    redis_domain.cache.clear_memory()
+    assert redis_domain.users.get(user.id) == user
+    assert (redis_client.get(key) or b"").startswith(codec.RECORD)  # filled: not held

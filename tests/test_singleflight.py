@@ -155,17 +155,21 @@ def test_an_invalidation_between_the_check_and_the_store_is_not_lost(domain: Dom
     user = UserFactory(domain=domain)
     cache = domain.cache
     key = cache.keys.user(user.id)
-    store = cache._store_one
+    unchanged = cache.stripes.unchanged
+    landed: list[str] = []
 
-    def store_after_an_invalidation(k: str, value: Any) -> None:
-        cache.drop_local([k])  # lands after the fill's check, before its store
-        store(k, value)
+    def invalidated_just_before(k: str, snapshot: Any) -> bool:
+        if k == key and not landed:  # an invalidation's bump lands at the fill's check (its
+            landed.append(k)  # delete waits for the store's lock, which the fill holds)
+            cache.stripes.bump([k])
+        return unchanged(k, snapshot)
 
-    cache._store_one = store_after_an_invalidation  # type: ignore[method-assign]
+    cache.stripes.unchanged = invalidated_just_before  # type: ignore[method-assign]
     try:
         assert domain.users.get(user.id) == user
     finally:
-        del cache._store_one
+        del cache.stripes.unchanged
+    assert landed == [key]
     assert cache.peek(key) is NO_VALUE
     assert cache.memory.get(key) is NO_VALUE
 

@@ -9,9 +9,9 @@ so a writer can wait until every subscribed process has dropped the keys.
 Anyone who can publish on the channel can forge a message, so a message is untrusted input: it
 is size-capped and checked field by field, it can only ever drop keys of this namespace from
 the memory tier (which costs a reload, never a stale read), and its acknowledgement goes only
-to the keys of an acknowledgement ``<namespace>:ack:{<32 hex digits>}`` (``scripts.ack_keys``)
-that writers use, so a forged message cannot make listeners write to or expire any other key
-in Redis.
+to an acknowledgement key ``<namespace>:ack:<32 hex digits>`` and the keys derived from it
+(``scripts.ack_keys``) that writers use, so a forged message cannot make listeners write to or
+expire any other key in Redis.
 """
 
 from __future__ import annotations
@@ -246,14 +246,14 @@ class InvalidationListener:
             return None
         keys, origin = message.get("k"), message.get("o", "")
         ack, sent = message.get("a", ""), message.get("t")
-        if (
-            not isinstance(keys, list)
-            or not all(type(k) is str for k in keys)
-            or type(origin) is not str
-            or type(ack) is not str
-            or (ack and not self._is_ack(ack))
-        ):
+        if not isinstance(keys, list) or not all(type(k) is str for k in keys):
             return None
+        if type(origin) is not str:
+            origin = ""
+        if type(ack) is not str or not self._is_ack(ack):
+            # Not an acknowledgement key of ours (forged, or of another release): the keys are
+            # still dropped (that costs a reload at worst), nothing is written anywhere.
+            ack = ""
         ours = [k for k in keys if k.startswith(self._prefix)]
         return ours, origin, ack, _finite(sent)
 
@@ -273,6 +273,6 @@ class InvalidationListener:
                 self.latencies_ms.append((time.time() - sent) * 1000)
         if ack:
             try:
-                self._ack_script(keys=list(ack_keys(ack)), args=[self.origin])
+                self._ack_script(keys=[*ack_keys(ack), ack], args=[self.origin])
             except REDIS_ERRORS as exc:
                 log.debug("could not acknowledge an invalidation: %s", exc)

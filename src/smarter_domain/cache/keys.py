@@ -65,7 +65,7 @@ class CacheKeys:
         self._profile_for = f"{ns}:profile-for:"
         self._function = f"{ns}:fn:"
         self._ack = f"{ns}:ack:"
-        self._ack_pattern = re.compile(re.escape(self._ack) + r"\{[0-9a-f]{32}\}", re.ASCII)
+        self._ack_pattern = re.compile(re.escape(self._ack) + r"[0-9a-f]{32}", re.ASCII)
 
     def account(self, account_id: int) -> str:
         return f"{self._account}{account_id}"
@@ -110,10 +110,8 @@ class CacheKeys:
         return f"{self.namespace}:invalidations"
 
     def new_ack(self) -> str:
-        """A fresh base key for one invalidation's acknowledgements (``scripts.ack_keys``):
-        its random part is a hash tag, so the keys derived from it share a Redis Cluster
-        slot."""
-        return self._ack + "{" + uuid.uuid4().hex + "}"
+        """A fresh key naming one invalidation's acknowledgements (``scripts.ack_keys``)."""
+        return self._ack + uuid.uuid4().hex
 
     def is_ack(self, key: str) -> bool:
         """Whether ``key`` is one ``new_ack`` could have made: the only keys (with those

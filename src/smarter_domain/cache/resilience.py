@@ -363,7 +363,7 @@ class ResilientRedisProxy(ProxyBackend):
         child) and within this one (a counter): cheaper than a uuid on the miss path."""
         return f"{self.origin}{next(self._counter):x}"
 
-    def lookup(self, key: str) -> Any:
+    def lookup(self, key: str, again: bool = True) -> Any:
         """One round trip (``scripts.LOOKUP``): the value of ``key`` in Redis, or a ``Miss``
         saying which generation token a fill must find and whether this caller holds the
         key's lease. ``UNAVAILABLE`` when Redis cannot be asked."""
@@ -374,7 +374,10 @@ class ResilientRedisProxy(ProxyBackend):
                 codec.RECORD, self.max_value_bytes, self.generation_ttl, self.lease_ms
             )
             script = self._lookup_script = self.client.register_script(source)
-        found = self._call(None, lambda: self._evalsha(script, 1, key, lease_id), key)
+        keys = (
+            [key, generation_key(key), hold_key(key), lease_key(key)] if self.clustered else [key]
+        )
+        found = self._call(None, lambda: self._evalsha(script, len(keys), *keys, lease_id), key)
         if found is None:
             return UNAVAILABLE
         if type(found) is bytes:
@@ -382,12 +385,15 @@ class ResilientRedisProxy(ProxyBackend):
                 return codec.read_record(found)[1]
             except CantDeserializeException:
                 # A record's prefix, not a record: drop it (a delete never makes anything
-                # stale) and look again, once.
+                # stale) and look again, once (``again``: a forger re-planting one cannot make
+                # this recurse).
                 self.foreign(key, "is not of the cache's typed format")
                 if self._call(None, lambda: self.client.delete(key), key) is None:
                     return UNAVAILABLE
-                again = self.lookup(key)
-                return again if isinstance(again, Miss) else UNAVAILABLE
+                if not again:
+                    return UNAVAILABLE
+                retried = self.lookup(key, again=False)
+                return retried if isinstance(retried, Miss) else UNAVAILABLE
         if found[0] == 2:
             self._foreign_raw(key, bytes(found[3]), int(found[4]))
         return Miss(bytes(found[1]), int(found[2]), lease_id)
@@ -440,7 +446,9 @@ class ResilientRedisProxy(ProxyBackend):
                 # Never read back (see LOOKUP), so never stored: the token cannot match.
                 self._warn_once(items[i][0], "cache entry %s too large to cache", items[i][0])
                 payloads[i] = b""
-        seconds = max(1, round(ttl if ttl is not None else self.expiration_time or 600))
+        milliseconds = max(
+            1, round((ttl if ttl is not None else self.expiration_time or 600) * 1000)
+        )
         keys = [key for key, _ in items]
 
         def write() -> list[bool]:
@@ -450,7 +458,7 @@ class ResilientRedisProxy(ProxyBackend):
                 flags = script(
                     keys=[k for i in group for k in self._fill_keys(keys[i])],
                     args=[
-                        seconds,
+                        milliseconds,
                         lease_id,
                         *(generations.tokens[i] if payloads[i] else b"-" for i in group),
                         *(payloads[i] for i in group),
@@ -487,7 +495,7 @@ class ResilientRedisProxy(ProxyBackend):
         values = self._call(None, lambda: read_raw(self.client, keys))
         if values is None:
             return {}, list(keys)
-        read, typed = codec.read_record, _TYPED_DECODERS
+        read, typed, limit = codec.read_record, _TYPED_DECODERS, self.max_value_bytes
         found: dict[str, Any] = {}
         missing: list[str] = []
         for key, raw in zip(keys, values, strict=True):
@@ -495,6 +503,8 @@ class ResilientRedisProxy(ProxyBackend):
                 missing.append(key)
                 continue
             try:
+                if len(raw) > limit:
+                    raise CantDeserializeException()  # neither read nor stored
                 decoder = typed.get(raw[:4])
                 found[key] = read(raw)[1] if decoder is None else decoder.decode(raw[4:])[1]
             except (Exception, RecursionError):  # whatever a hostile record triggers
@@ -744,7 +754,8 @@ class ResilientRedisProxy(ProxyBackend):
             return [NO_VALUE] * len(keys)
         found: list[CacheReturnType] = []
         for key, raw in zip(keys, values, strict=True):
-            value = NO_VALUE if raw is None else cached_value(raw)
+            too_large = raw is not None and len(raw) > self.max_value_bytes
+            value = NO_VALUE if raw is None or too_large else cached_value(raw)
             if value is NO_VALUE and raw is not None:
                 self._foreign_raw(key, raw)
             found.append(value)

@@ -27,10 +27,14 @@ def generation_key(key: str) -> str:
 
 
 def ack_keys(ack: str) -> tuple[str, str, str]:
-    """An invalidation's acknowledgement keys, from its base ``<ns>:ack:{<32 hex>}`` (one hash
-    slot): the set of processes that dropped its keys, how many must (the publish's receiver
-    count), and the list a writer blocks on until they all have."""
-    return ack, ack + ":n", ack + ":done"
+    """An invalidation's acknowledgement keys, from the key ``<ns>:ack:<32 hex>`` its message
+    names: the set of processes that dropped its keys, how many must (the publish's receiver
+    count), and the list a writer blocks on until they all have. Each has ``{<ack>}`` as its
+    hash tag: the same Redis Cluster slot as ``ack`` itself, which holds the list of origins
+    that earlier releases wait on (a listener pushes there too, so the writers of a release
+    that is still running during a rolling upgrade get their acknowledgements)."""
+    tag = "{" + ack + "}"
+    return ack + ":set" + tag, ack + ":n" + tag, ack + ":done" + tag
 
 
 # Push the "all acknowledged" signal when as many distinct processes as expected have
@@ -57,7 +61,11 @@ end
 ACK = (
     _ACKS
     + """
--- A listener's acknowledgement. KEYS: ack set, expected, done  ARGV: the listener's origin
+-- A listener's acknowledgement. KEYS: ack set, expected, done, ack list (earlier releases)
+-- ARGV: the listener's origin
+if type(redis.pcall('RPUSH', KEYS[4], ARGV[1])) == 'number' then
+  redis.call('EXPIRE', KEYS[4], 10)
+end
 if type(redis.pcall('SADD', KEYS[1], ARGV[1])) ~= 'number' then
   return 0
 end
@@ -149,7 +157,11 @@ def hold_key(key: str) -> str:
 # Redis's own clock (scripts may read it since Redis 5, effects replication), and whether a
 # hold set is live: expired members are dropped; a value of another type is foreign, ignored
 # and removed.
-_HOLDS = """
+MAX_HOLD_MS = 60_000
+"""No hold of ours lasts longer (``tiered.HOLD_SECONDS`` is 10 s): a member scored later is
+planted, and dropped (it would refuse every fill of the key for ever)."""
+
+_HOLDS = f"""
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -164,6 +176,7 @@ local function held(key, now)
     return false
   end
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  redis.call('ZREMRANGEBYSCORE', key, '(' .. (now + {MAX_HOLD_MS}), '+inf')
   return redis.call('ZCARD', key) > 0
 end
 """
@@ -207,10 +220,13 @@ def lookup(record_prefix: bytes, max_bytes: int, token_ttl: int, lease_ms: int) 
 
 
 _LOOKUP = """
--- A read, in one round trip. KEYS: the entry  ARGV: a fresh token / lease id
--- Its token, hold and lease keys are named from it here, as ``generation_key``, ``hold_key``
--- and ``lease_key`` name them (the same hash slot: a cluster node serves them all): one key
--- sent instead of four makes a hit cost what a GET costs, but for the script's call.
+-- A read, in one round trip. KEYS: the entry, [its token, hold and lease keys]
+-- ARGV: a fresh token / lease id
+-- On one server only the entry is sent, and the other three are named from it here, as
+-- ``generation_key``, ``hold_key`` and ``lease_key`` name them (one key sent instead of four
+-- makes a hit cost what a GET costs, but for the script's call). A cluster gets all four
+-- declared: it routes and redirects a script by its keys, and a slot being migrated may
+-- already have moved some of them.
 -- A hit returns the entry itself. A miss returns {0, token, lease}, or {2, token, lease,
 -- prefix, size} when what was under the entry is not a record (foreign: the caller counts
 -- it, from its first bytes and its size; a hash or a list has size -1). ``token`` is the one
@@ -230,16 +246,17 @@ elseif type(entry) == 'table' and entry.err then
   status = 2  -- WRONGTYPE: a hash or a list where an entry belongs
 end
 local tag = '{' .. key .. '}'
-local token_key = key .. '#gen' .. tag
+local token_key = KEYS[2] or (key .. '#gen' .. tag)
 local token = token_of(token_key)
 if not token then
   redis.call('SET', token_key, ARGV[1], 'EX', TOKEN_TTL)
   token = ARGV[1]
 end
-if held(key .. '#hold' .. tag, now_ms()) then
+if held(KEYS[3] or (key .. '#hold' .. tag), now_ms()) then
   return {status, token, 2, prefix, size}
 end
-return {status, token, take_lease(key .. '#lease' .. tag, ARGV[1], LEASE_MS), prefix, size}
+local leased = take_lease(KEYS[4] or (key .. '#lease' .. tag), ARGV[1], LEASE_MS)
+return {status, token, leased, prefix, size}
 """
 
 FILL = (
@@ -247,7 +264,7 @@ FILL = (
     + _HOLDS
     + """
 -- KEYS: entry1, token1, hold1, lease1, ...
--- ARGV: entry ttl, lease id ('' for none), expected token 1..n, payload 1..n
+-- ARGV: entry ttl (ms), lease id ('' for none), expected token 1..n, payload 1..n
 -- Each entry is stored only if its token is still the one its loader read and no write
 -- holds it off; the loader's lease is given back either way (only its own).
 local n = #KEYS / 4
@@ -256,7 +273,7 @@ local stored = {}
 for i = 1, n do
   local base = 4 * (i - 1)
   if token_of(KEYS[base + 2]) == ARGV[2 + i] and not held(KEYS[base + 3], now) then
-    redis.call('SET', KEYS[base + 1], ARGV[2 + n + i], 'EX', ARGV[1])
+    redis.call('SET', KEYS[base + 1], ARGV[2 + n + i], 'PX', ARGV[1])
     stored[i] = 1
   else
     stored[i] = 0

@@ -17,7 +17,7 @@ entry costs one 2-tuple, where dogpile's costs a tuple, a dict and a float.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any
 
 from dogpile.cache.api import CachedValue
@@ -114,10 +114,21 @@ class MemoryStore(MutableMapping[str, Any]):
         with self._lock:
             self._insert(key, entry)
 
-    def store(self, values: Mapping[str, Any], stamp: Stamp) -> None:
-        """Many values, stamped ``stamp``, under one lock (as ``put``)."""
+    def put_if(self, key: str, entry: Any, current: Callable[[], bool]) -> bool:
+        """``put``, if ``current()`` says so, asked under the lock (where an invalidation
+        deletes: so it deletes what this stored, or this sees it). Whether it stored."""
+        with self._lock:
+            if not current():
+                return False
+            self._insert(key, entry)
+            return True
+
+    def store(self, values: Mapping[str, Any], stamp: Stamp, current: Callable[[], bool]) -> None:
+        """Many values, stamped ``stamp``, under one lock, if ``current()`` (as ``put_if``)."""
         make = tuple.__new__
         with self._lock:
+            if not current():
+                return
             young, half = self.young, self._half
             for key, value in values.items():
                 young[key] = make(CachedValue, (value, stamp))

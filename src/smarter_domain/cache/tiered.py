@@ -262,12 +262,20 @@ class TieredCache:
 
     def _keep(self, key: str, value: Any, local: Snapshot) -> bool:
         """Put ``value`` in the memory tier unless an invalidation touched ``key`` since
-        ``local``. Checked again after the store: an invalidation between the first check and
-        the store bumps the generation before it deletes, so one of the two sees it."""
-        if not self.stripes.unchanged(key, local):
+        ``local``. In our store the check and the store are one step under its lock: an
+        invalidation bumps the generation, then deletes under that lock, so it either comes
+        before the check (nothing stored) or deletes what was stored, before it is
+        acknowledged (no reader after the write can see the value in between). Another
+        region: checked again after the store."""
+        unchanged = self.stripes.unchanged
+        store = self._lru
+        if store is not None:
+            entry = _entry(CachedValue, (value, self._stamp_now()))
+            return store.put_if(key, entry, lambda: unchanged(key, local))
+        if not unchanged(key, local):
             return False
         self._store_one(key, value)
-        if self.stripes.unchanged(key, local):
+        if unchanged(key, local):
             return True
         self.memory.delete(key)
         return False
@@ -288,14 +296,6 @@ class TieredCache:
             self.memory.set(key, value)
         else:
             store.put(key, _entry(CachedValue, (value, self._stamp_now())))
-
-    def _store(self, values: Mapping[str, Any]) -> None:
-        """Many entries at once, as ``_store_one``, under one lock."""
-        store = self._lru
-        if store is None:
-            self.memory.set_multi(values)
-            return
-        store.store(values, self._stamp_now())
 
     def _second_tier(
         self,
@@ -334,7 +334,14 @@ class TieredCache:
             if leased:
                 guard.give_back(key, leased)
             return value, False
-        stored = guard.fill([(key, value)], Generations((found.token,)), leased, expiration_time)
+        try:
+            stored = guard.fill(
+                [(key, value)], Generations((found.token,)), leased, expiration_time
+            )
+        except BaseException:  # a value the record format refuses: others must not wait
+            if leased:
+                guard.give_back(key, leased)
+            raise
         return value, stored[0]
 
     @staticmethod
@@ -428,13 +435,17 @@ class TieredCache:
         return found, missing
 
     def _fill_memory(self, values: Mapping[str, Any], version: int) -> None:
-        """Keep ``values`` in memory if no invalidation happened since ``version`` was read,
-        checked again after the store (an invalidation between the check and the store bumps
-        the version before it deletes, so one of the two sees it: then all are dropped)."""
+        """Keep ``values`` in memory if no invalidation happened since ``version`` was read
+        (checked under our store's lock, as in ``_keep``; another region: checked again
+        after the store, and all dropped if one happened in between)."""
         if not values or not self.memory_usable() or self.stripes.version != version:
             return
-        self._store(values)
-        if self.stripes.version != version:
+        stripes, store = self.stripes, self._lru
+        if store is not None:
+            store.store(values, self._stamp_now(), lambda: stripes.version == version)
+            return
+        self.memory.set_multi(values)
+        if stripes.version != version:
             self.memory.delete_multi(list(values))
 
     # -- invalidation ---------------------------------------------------------------------
