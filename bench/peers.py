@@ -92,7 +92,7 @@ import smarter_domain as sd
 from smarter_domain.testing import PostgresServer, RedisServer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from run import Bench, Timing, fmt, paired
+from run import Bench, Timing, _batch, _summary, fmt, paired
 
 HERE = Path(__file__).resolve().parent
 USERS = 1000
@@ -139,22 +139,6 @@ d.close()
 
 
 # -- timing ---------------------------------------------------------------------------------
-
-
-def _batch(call: Callable[[], Any], per_batch: int, before: Callable[[], Any] | None) -> float:
-    """Mean ns per call over one batch (``before`` runs untimed before each call)."""
-    total = 0
-    for _ in range(per_batch):
-        if before is not None:
-            before()
-        start = time.perf_counter_ns()
-        call()
-        total += time.perf_counter_ns() - start
-    return total / per_batch
-
-
-def _summary(means: list[float]) -> Timing:
-    return {"min": min(means), "median": statistics.median(means), "max": max(means)}
 
 
 def paired_both(

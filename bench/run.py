@@ -512,7 +512,7 @@ def main() -> int:
     return 0 if all(row["met"] is not False for row in bench.rows) else 1
 
 
-def report(bench: Bench, machine: str, seconds: float) -> None:
+def report(bench: Bench, machine: str, seconds: float, write: bool = True) -> None:
     lines = [
         "| figure | ours (min / median / max) | baseline | baseline (min / median / max) "
         "| ratio | target | met |",
@@ -531,6 +531,8 @@ def report(bench: Bench, machine: str, seconds: float) -> None:
     table = "\n".join(lines)
     footer = f"\nMachine: {machine}. Run time {seconds:.0f} s."
     print(table + footer)
+    if not write:
+        return
     (HERE / "results.md").write_text(table + footer + "\n")
     (HERE / "results.json").write_text(
         json.dumps({"machine": machine, "seconds": seconds, "rows": bench.rows}, indent=2)
