@@ -65,8 +65,6 @@ braces after their EVALSHA, the listeners' PINGs are left out).
 from __future__ import annotations
 
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -92,7 +90,7 @@ import smarter_domain as sd
 from smarter_domain.testing import PostgresServer, RedisServer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from run import Bench, Timing, _batch, _summary, fmt, paired
+from run import Bench, Timing, _batch, _summary, machine, paired, table
 
 HERE = Path(__file__).resolve().parent
 USERS = 1000
@@ -533,30 +531,12 @@ def main() -> int:
                 }
             finally:
                 theirs.close()
-    machine = (
-        f"{platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}, {platform.system()}"
-    )
-    report(bench, traces, machine, time.monotonic() - started)
+    report(bench, traces, machine(), time.monotonic() - started)
     return 0 if all(row["met"] is not False for row in bench.rows) else 1
 
 
 def report(bench: Bench, traces: dict[str, str], machine: str, seconds: float) -> None:
-    lines = [
-        "| figure | ours (min / median / max) | baseline | baseline (min / median / max) "
-        "| ratio | target | met |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for row in bench.rows:
-        met = {True: "yes", False: "**NO**", None: "-"}[row["met"]]
-        if "value" in row:
-            lines.append(f"| {row['figure']} | {row['value']} | | | | {row['target']} | {met} |")
-        else:
-            lines.append(
-                f"| {row['figure']} | {fmt(row['ours_ns'])} | {row['baseline']} | "
-                f"{fmt(row['baseline_ns'])} | {row['ratio']}x ({row['note']}) "
-                f"| {row['target']} | {met} |"
-            )
+    lines = [table(bench)]
     lines += ["", "Redis commands of one call (MONITOR; {...}: run by the script):", ""]
     lines += [f"- {what}: {commands}" for what, commands in traces.items()]
     text = "\n".join(lines) + f"\n\nMachine: {machine}. Run time {seconds:.0f} s."

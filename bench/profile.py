@@ -17,6 +17,7 @@ from typing import Any
 
 import redis
 from pyinstrument import Profiler
+from run import add_members
 
 import smarter_domain as sd
 from smarter_domain.testing import RedisServer
@@ -71,11 +72,7 @@ def main() -> None:
 
             profile("cold miss (SQLite + Redis)", lambda: domain.users.get(user.id), forget)
             account = domain.accounts.add(name="members", account_number="5555-5555-5555")
-            with domain.unit_of_work() as uow:
-                for n in range(1000):
-                    member = uow.users.add(username=f"member{n}")
-                    uow.profiles.add(user_id=member.id, account_id=account.id)
-                uow.commit()
+            add_members(domain, account, 1000, "member")
             members = lambda: domain.users.list_for_account(account.id)  # noqa: E731
             profile("list of 1,000 from Redis", members, domain.cache.clear_memory)
             client.close()

@@ -128,14 +128,19 @@ def fmt(t: dict[str, float]) -> str:
     return f"{t['min'] / 1000:.2f} / {t['median'] / 1000:.2f} / {t['max'] / 1000:.2f} µs"
 
 
+def add_members(domain: sd.Domain, account: sd.Account, count: int, prefix: str) -> None:
+    """``count`` users ``<prefix><n>``, each with a profile in ``account``, in one commit."""
+    with domain.unit_of_work() as uow:
+        for n in range(count):
+            user = uow.users.add(username=f"{prefix}{n}")
+            uow.profiles.add(user_id=user.id, account_id=account.id)
+        uow.commit()
+
+
 def seed(domain: sd.Domain, members: int) -> sd.Account:
     admin = domain.bootstrap()
     account = domain.accounts.add(name="bench", account_number="5555-5555-5555")
-    with domain.unit_of_work() as uow:
-        for n in range(members):
-            user = uow.users.add(username=f"member{n}")
-            uow.profiles.add(user_id=user.id, account_id=account.id)
-        uow.commit()
+    add_members(domain, account, members, "member")
     assert admin
     return account
 
@@ -353,11 +358,7 @@ def list_row(bench: Bench, domain: sd.Domain, account: sd.Account, redis_url: st
 def long_list_row(bench: Bench, domain: sd.Domain, members: int) -> None:
     """A list longer than a quarter of the memory tier: its members come from Redis."""
     account = domain.accounts.add(name="long", account_number="7777-7777-7777")
-    with domain.unit_of_work() as uow:
-        for n in range(members):
-            user = uow.users.add(username=f"long{n}")
-            uow.profiles.add(user_id=user.id, account_id=account.id)
-        uow.commit()
+    add_members(domain, account, members, "long")
     cached = lambda: domain.users.list_for_account(account.id)  # noqa: E731
     assert len(cached()) == members
     uncached = lambda: domain.users.inner.list_for_account(account.id)  # noqa: E731
@@ -504,15 +505,19 @@ def main() -> int:
             propagation_row(bench, full, postgres_url, redis_server.url)
         stampede_row(bench, postgres_url, redis_server.url)
     import_rows(bench)
-    machine = (
-        f"{platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}, {platform.system()}"
-    )
-    report(bench, machine, time.monotonic() - started)
+    report(bench, machine(), time.monotonic() - started)
     return 0 if all(row["met"] is not False for row in bench.rows) else 1
 
 
-def report(bench: Bench, machine: str, seconds: float, write: bool = True) -> None:
+def machine() -> str:
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, {platform.system()}"
+    )
+
+
+def table(bench: Bench) -> str:
+    """The rows as a markdown table (``report``'s, and ``peers.py``'s)."""
     lines = [
         "| figure | ours (min / median / max) | baseline | baseline (min / median / max) "
         "| ratio | target | met |",
@@ -528,12 +533,15 @@ def report(bench: Bench, machine: str, seconds: float, write: bool = True) -> No
                 f"{fmt(row['baseline_ns'])} | {row['ratio']}x ({row['note'] or 'ours / baseline'}) "
                 f"| {row['target']} | {met} |"
             )
-    table = "\n".join(lines)
-    footer = f"\nMachine: {machine}. Run time {seconds:.0f} s."
-    print(table + footer)
+    return "\n".join(lines)
+
+
+def report(bench: Bench, machine: str, seconds: float, write: bool = True) -> None:
+    text = table(bench) + f"\nMachine: {machine}. Run time {seconds:.0f} s."
+    print(text)
     if not write:
         return
-    (HERE / "results.md").write_text(table + footer + "\n")
+    (HERE / "results.md").write_text(text + "\n")
     (HERE / "results.json").write_text(
         json.dumps({"machine": machine, "seconds": seconds, "rows": bench.rows}, indent=2)
     )

@@ -100,10 +100,17 @@ class CompactRedisClusterBackend(CompactRecords, RedisClusterBackend):  # type: 
     records."""
 
 
+REDIS, REDIS_SENTINEL, REDIS_CLUSTER = (
+    "smarter_domain.redis",
+    "smarter_domain.redis_sentinel",
+    "smarter_domain.redis_cluster",
+)
+"""The dogpile backend names these classes are registered under (on import of this module)."""
+
 BACKENDS = {
-    "smarter_domain.redis": "CompactRedisBackend",
-    "smarter_domain.redis_sentinel": "CompactRedisSentinelBackend",
-    "smarter_domain.redis_cluster": "CompactRedisClusterBackend",
+    REDIS: "CompactRedisBackend",
+    REDIS_SENTINEL: "CompactRedisSentinelBackend",
+    REDIS_CLUSTER: "CompactRedisClusterBackend",
 }
 for _name, _class in BACKENDS.items():
     register_backend(_name, __name__, _class)  # type: ignore[no-untyped-call]

@@ -14,7 +14,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ..errors import ConfigurationError
-from .backend import BACKENDS  # importing it registers the compact backends with dogpile
+from .backend import REDIS, REDIS_CLUSTER, REDIS_SENTINEL  # (registered with dogpile)
 from .keys import CacheKeys
 from .resilience import DEFAULT_MAX_VALUE_BYTES, CircuitBreaker, ResilientRedisProxy
 from .restarts import ServerWatch
@@ -101,11 +101,11 @@ def redis_region(
     watch = ServerWatch(keys.namespace, stats, clustered=target.kind == "cluster")
     connection = _connection_options(options, watch)
     if target.kind == "cluster":
-        backend = "smarter_domain.redis_cluster"
+        backend = REDIS_CLUSTER
         arguments["startup_nodes"] = target.cluster_nodes()
         arguments["connection_kwargs"] = target.cluster_options(connection)
     elif target.kind == "sentinel":
-        backend = "smarter_domain.redis_sentinel"
+        backend = REDIS_SENTINEL
         arguments.update(
             sentinels=list(target.nodes),
             service_name=target.service_name,
@@ -123,9 +123,8 @@ def redis_region(
             connection_kwargs=target.sentinel_options(connection),
         )
     else:
-        backend = "smarter_domain.redis"
+        backend = REDIS
         arguments["connection_pool"] = redis_connection_pool(target.url, options, watch)
-    assert backend in BACKENDS
     region = make_region(name=name).configure(
         backend, expiration_time=expiration_time, arguments=arguments
     )

@@ -60,8 +60,6 @@ log = logging.getLogger("smarter_domain.cache.redis")
 REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, RedisClusterException, OSError)
 T = TypeVar("T")
 
-_MISS: Any = NO_VALUE
-
 _TYPED_DECODERS = codec.typed_decoders()
 
 EARLIER_FORMAT = re.compile(rb'\{"ct": [0-9.eE+-]+, "v": [0-9]+\}\|' + re.escape(codec.MAGIC))
@@ -286,6 +284,10 @@ class ResilientRedisProxy(ProxyBackend):
             script = self._scripts[name] = self.client.register_script(source)
         return script
 
+    def _run(self, name: str, source: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """The script ``source`` (registered once as ``name``) over ``keys`` and ``args``."""
+        return self._evalsha(self._script(name, source), len(keys), *keys, *args)
+
     def _call(
         self, default: T, operation: Callable[[], T], key: str = "", force: bool = False
     ) -> T:
@@ -415,11 +417,12 @@ class ResilientRedisProxy(ProxyBackend):
         def read() -> Generations:
             tokens = [b""] * len(keys)
             fresh = self.fresh_id()
-            script = self._script("generations", scripts.GENERATIONS)
             for group in self._slots(keys):
-                found = script(
-                    keys=[generation_key(keys[i]) for i in group],
-                    args=[fresh, self.generation_ttl],
+                found = self._run(
+                    "generations",
+                    scripts.GENERATIONS,
+                    [generation_key(keys[i]) for i in group],
+                    [fresh, self.generation_ttl],
                 )
                 for i, token in zip(group, found, strict=True):
                     tokens[i] = bytes(token)
@@ -453,11 +456,12 @@ class ResilientRedisProxy(ProxyBackend):
 
         def write() -> list[bool]:
             stored = [False] * len(items)
-            script = self._script("fill", scripts.FILL)
             for group in self._slots(keys):
-                flags = script(
-                    keys=[k for i in group for k in self._fill_keys(keys[i])],
-                    args=[
+                flags = self._run(
+                    "fill",
+                    scripts.FILL,
+                    [k for i in group for k in self._fill_keys(keys[i])],
+                    [
                         milliseconds,
                         lease_id,
                         *(generations.tokens[i] if payloads[i] else b"-" for i in group),
@@ -479,9 +483,7 @@ class ResilientRedisProxy(ProxyBackend):
         so the processes waiting for it look again at once instead of at its expiry."""
         self._call(
             None,
-            lambda: self._script("fill", scripts.FILL)(
-                keys=list(self._fill_keys(key)), args=[1, lease_id, b"-", b""]
-            ),
+            lambda: self._run("fill", scripts.FILL, self._fill_keys(key), [1, lease_id, b"-", b""]),
             key,
         )
 
@@ -561,13 +563,13 @@ class ResilientRedisProxy(ProxyBackend):
             return int(result), False, done
         lost = False
         for group in self._slots(keys):
-            result = script(keys=[k for i in group for k in per_key(keys[i])], args=args)
+            group_keys = [k for i in group for k in per_key(keys[i])]
+            result = self._evalsha(script, len(group_keys), *group_keys, *args)
             if isinstance(result, list):
                 lost = lost or bool(result[1])
         receivers = int(self.client.spublish(self.keys.channel(), message))
         if ack:
-            expect = self._script("expect", scripts.EXPECT)
-            expect(keys=list(ack_keys(ack)), args=[receivers])
+            self._run("expect", scripts.EXPECT, ack_keys(ack), [receivers])
         return receivers, lost, False
 
     def _script_then_wait(

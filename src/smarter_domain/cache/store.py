@@ -65,10 +65,14 @@ class MemoryStore(MutableMapping[str, Any]):
         """The entry under ``key`` (None if there is none), moved to the young generation if
         it was in the old one."""
         entry = self.young.get(key)
-        if entry is None:
-            entry = self.old.get(key)
-            if entry is not None:
-                self.promote(key, entry)
+        return entry if entry is not None else self.from_old(key)
+
+    def from_old(self, key: str) -> Any:
+        """The entry under ``key`` in the old generation (None if none there), moved to the
+        young one: for a caller that just missed it in the young one."""
+        entry = self.old.get(key)
+        if entry is not None:
+            self.promote(key, entry)
         return entry
 
     def promote(self, key: str, entry: Any) -> None:
@@ -98,8 +102,7 @@ class MemoryStore(MutableMapping[str, Any]):
                 or not entry[1] - ref[1] < within
             ):
                 return
-            old.pop(key, None)
-            self._insert(key, entry)
+            self._insert(key, entry)  # an older entry of the key in ``old``: as in ``put``
 
     def _insert(self, key: str, entry: Any) -> None:
         young = self.young

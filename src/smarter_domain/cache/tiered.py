@@ -129,7 +129,7 @@ class TieredCache:
             return NO_VALUE
         cached = store.young.get(key)
         if cached is None:
-            cached = store.lookup(key)
+            cached = store.from_old(key)
             if cached is None:
                 return NO_VALUE
         if self._ttl and time() - cached[1] >= self._ttl:
@@ -147,13 +147,13 @@ class TieredCache:
         if store is None or (listener is not None and monotonic() >= listener.trusted_until):
             return NO_VALUE
         young = store.young
-        ref = young.get(key) or store.lookup(key)
+        ref = young.get(key) or store.from_old(key)
         if ref is None:
             return NO_VALUE
         entity_id = ref[0]
         if type(entity_id) is int:
             entity_key = target(entity_id)
-            cached = young.get(entity_key) or store.lookup(entity_key)
+            cached = young.get(entity_key) or store.from_old(entity_key)
             if cached is None:
                 return NO_VALUE
         elif entity_id is None:
@@ -163,7 +163,7 @@ class TieredCache:
                 entity_key = target(entity_id.id)
             except AttributeError:
                 return NO_VALUE
-            cached = young.get(entity_key) or store.lookup(entity_key)
+            cached = young.get(entity_key) or store.from_old(entity_key)
             if cached is not ref:
                 return NO_VALUE
         ttl = self._ttl
@@ -323,23 +323,16 @@ class TieredCache:
             return found, True
         self.stats.add("redis_misses")
         self.stats.add("loads")
-        leased = found.lease_id if found.lease == LEASED else ""
+        leased = found.lease_id if found.lease == LEASED else ""  # then found has a token
         try:
             value = loader()
-        except BaseException:
-            if leased:
-                guard.give_back(key, leased)
-            raise
-        if found.token is None or found.lease == HELD:
-            if leased:
-                guard.give_back(key, leased)
-            return value, False
-        try:
+            if found.token is None or found.lease == HELD:
+                return value, False
             stored = guard.fill(
                 [(key, value)], Generations((found.token,)), leased, expiration_time
             )
-        except BaseException:  # a value the record format refuses: others must not wait
-            if leased:
+        except BaseException:  # the load failed, or the record format refused its value:
+            if leased:  # the processes waiting for this lease must not wait it out
                 guard.give_back(key, leased)
             raise
         return value, stored[0]
@@ -423,7 +416,7 @@ class TieredCache:
         for key in keys:
             cached = young(key)
             if cached is None:
-                cached = old(key)
+                cached = old(key)  # store.from_old, inline: this runs for every member
                 if cached is None:
                     missing.append(key)
                     continue
@@ -491,8 +484,6 @@ class TieredCache:
         self.drop_local(keys)
         if self.guard is not None:
             self.guard.invalidate(keys, self._ack_timeout(), self._trust_window())
-        elif self.redis is not None:
-            self.redis.delete_multi(keys)
 
     def drop_local(self, keys: list[str]) -> None:
         """Forget ``keys`` in the memory tier (an invalidation, local or heard)."""
