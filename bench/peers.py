@@ -511,17 +511,18 @@ def main() -> int:
                 ours_id, their_id = ours_user.id, theirs.id_of("member500")
                 hit_rows(bench, domain, theirs, ours_id, their_id)
                 miss_row(bench, domain, theirs, ours_id, their_id)
-                # Ours checks each pooled connection before use (pool_pre_ping, one round
-                # trip to PostgreSQL: a restarted server costs no failed read); theirs does
-                # not. The same miss without it:
-                with sd.Domain(*urls, engine_options={"pool_pre_ping": False}) as lean:
+                # Ours finds a pooled connection the server closed without a round trip (a
+                # poll of its socket, in place of pool_pre_ping), and reads outside a
+                # transaction (no BEGIN, no ROLLBACK); theirs pings nothing either. The same
+                # miss with pool_pre_ping asked for:
+                with sd.Domain(*urls, engine_options={"pool_pre_ping": True}) as pinging:
                     miss_row(
                         bench,
-                        lean,
+                        pinging,
                         theirs,
                         ours_id,
                         their_id,
-                        "  the same, ours without pool_pre_ping (as theirs)",
+                        "  the same, ours with pool_pre_ping asked for (a round trip more)",
                         target=False,
                     )
                 traces = invalidation_rows(bench, domain, theirs, ours_id, their_id, urls)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import select
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DisconnectionError
 from sqlalchemy.orm import Session, SessionTransaction
 
 from .errors import ConfigurationError
@@ -83,6 +84,50 @@ def begin_savepoint(session: Session) -> SessionTransaction:
     return session.begin_nested()
 
 
+def _closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """On checkout from a domain-made PostgreSQL engine (psycopg), in place of
+    ``pool_pre_ping``: a pooled connection the server closed (restarted, killed, a session
+    terminated, an idle-killing proxy) has something to read (the server's termination notice,
+    or end-of-file), so one non-blocking poll of its socket finds it without a ping's round
+    trip. SQLAlchemy then drops it and checks out another (``DisconnectionError`` raised by a
+    checkout handler). An idle pooled connection never has anything else to read: a readable
+    one is replaced, whatever it holds. (A network path that died silently is found by
+    neither this nor a ping, which would wait for TCP to give up: see the timeouts in
+    "Configuration".)"""
+    try:
+        broken = dbapi_connection.closed or dbapi_connection.broken
+        fd = dbapi_connection.pgconn.socket
+    except Exception as exc:  # psycopg raises once the connection is closed
+        raise DisconnectionError("connection closed") from exc
+    if broken or _readable(fd):
+        raise DisconnectionError("the server closed this pooled connection")
+
+
+def _readable(fd: int) -> bool:
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLPRI)
+        return bool(poller.poll(0))  # POLLHUP and POLLERR are always reported
+    return bool(select.select([fd], [], [fd], 0)[0])  # Windows, whose sockets select takes
+
+
+def autocommit_reads(engine: Engine) -> bool:
+    """Whether standalone reads (a cache miss's query, outside any unit of work) run without
+    a transaction: on PostgreSQL at its default isolation, READ COMMITTED, where a statement
+    in a transaction sees what one in autocommit sees (what was committed before it began),
+    so nothing changes but the ``BEGIN`` and ``ROLLBACK`` round trips no longer sent (a third
+    of a cold miss). Not under another isolation the application asked for, and not on
+    SQLite, whose driver begins no transaction for a read anyway."""
+    if engine.dialect.name != "postgresql":
+        return False
+    level = engine.get_execution_options().get("isolation_level") or getattr(
+        engine.dialect,
+        "_on_connect_isolation_level",
+        None,  # create_engine(isolation_level=)
+    )
+    return level in (None, "READ COMMITTED")
+
+
 def create_domain_engine(database_url: str, **options: Any) -> Engine:
     url = normalize_url(database_url)
     if url.get_backend_name() == "sqlite":
@@ -96,8 +141,12 @@ def create_domain_engine(database_url: str, **options: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if url.get_backend_name() == "postgresql":
-        options.setdefault("pool_pre_ping", True)
-        return create_engine(url, **options)
+        checked = url.get_driver_name() == "psycopg" and "pool_pre_ping" not in options
+        options.setdefault("pool_pre_ping", not checked)
+        engine = create_engine(url, **options)
+        if checked:
+            event.listen(engine, "checkout", _closed_by_server)
+        return engine
     raise ConfigurationError(
         f"unsupported database {url.get_backend_name()!r}: use sqlite or postgresql"
     )

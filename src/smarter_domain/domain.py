@@ -35,7 +35,7 @@ from .cache.stats import CacheStats
 from .cache.tiered import TieredCache
 from .cache.topology import close_client, parse_redis_url
 from .changes import Change
-from .database import create_domain_engine, enforce_integrity
+from .database import autocommit_reads, create_domain_engine, enforce_integrity
 from .entities import Entity, UserProfile
 from .errors import CacheUnavailable, ConfigurationError, ConflictError, ValidationError
 from .health import Health, check_health
@@ -122,7 +122,13 @@ class Domain:
             memory_region, redis_region, memory_cache_size, cache_namespace, redis_options
         )
         self._after_commit: list[AfterCommit] = []
-        scope = AutoCommitScope(self.session_factory, self.unit_of_work)
+        reads = self.session_factory
+        if autocommit_reads(self.engine):
+            reads = sessionmaker(
+                self.engine.execution_options(isolation_level="AUTOCOMMIT"),
+                expire_on_commit=False,
+            )
+        scope = AutoCommitScope(reads, self.unit_of_work)
         self.accounts = CachedAccountRepository(SqlAccountRepository(scope), self.cache)
         self.users = CachedUserRepository(SqlUserRepository(scope), self.cache)
         self.profiles = CachedUserProfileRepository(
@@ -326,6 +332,8 @@ class Domain:
                     "processes may serve those entries until they expire",
                     guard.pending_deletes,
                 )
+        if guard is not None:
+            guard.close()
         if self._redis_client is not None:
             close_client(self._redis_client)
 

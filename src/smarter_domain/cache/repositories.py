@@ -10,7 +10,8 @@ An id that is not an int the database can hold finds nothing and never reaches a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
 from dogpile.cache.api import NO_VALUE
@@ -51,10 +52,19 @@ class _EntityCache(Generic[E]):
             raise ValueError("an entity key must be a prefix followed by the id")
         self.load: Callable[[int], E | None] = load
 
-    def _checked(self, key: str, value: Any) -> Any:
-        if value is None or isinstance(value, self.kind):
+    def _checked(self, key: str, value: Any, entity_id: int | None = None) -> Any:
+        """``value`` if it may be served under ``key`` (None, or an entity of this kind, whose
+        id is ``entity_id`` if given); else it is counted, dropped everywhere, and
+        ``_WRONG_TYPE`` returned (the caller loads)."""
+        if value is None:
             return value
-        self.cache.foreign(key, f"holds a {type(value).__name__}, not a {self.kind.__name__}")
+        if not isinstance(value, self.kind):
+            problem = f"holds a {type(value).__name__}, not a {self.kind.__name__}"
+        elif entity_id is not None and value.id != entity_id:
+            problem = f"holds the entity of id {value.id!r}"
+        else:
+            return value
+        self.cache.foreign(key, problem)
         self.cache.invalidate([key])
         return _WRONG_TYPE
 
@@ -66,30 +76,43 @@ class _EntityCache(Generic[E]):
         load = self.load
         if value is NO_VALUE:
             value = self.cache.load_missed(key, lambda: load(entity_id))
-        if value is None or type(value) is self.kind:
+            if value is not None and type(value) is self.kind and value.id == entity_id:
+                return value  # checked as it enters the memory tier, not on each hit
+        elif value is None or type(value) is self.kind:
             return value
-        value = self._checked(key, value)
+        value = self._checked(key, value, entity_id)
         return load(entity_id) if value is _WRONG_TYPE else value
 
     def get_many(
         self, ids: Sequence[int], load: Callable[[list[int]], Mapping[int, E]]
     ) -> dict[int, E]:
         key_of, prefix = self.key, self.prefix
-        keys = {f"{prefix}{i}": i for i in ids if type(i) is int and ID_MIN <= i <= ID_MAX}
+        if ids and _INT.issuperset(map(type, ids)) and min(ids) >= ID_MIN and max(ids) <= ID_MAX:
+            valid = list(ids)  # every one an id (checked in C)
+        else:
+            valid = [i for i in ids if type(i) is int and ID_MIN <= i <= ID_MAX]
+        if len(set(valid)) != len(valid):
+            valid = list(dict.fromkeys(valid))  # each once, in order
+        keys = list(map(prefix.__add__, map(str, valid)))  # key(i) of each, in C
 
         def loader(missing: list[str]) -> dict[str, E]:
-            loaded = load([keys[key] for key in missing])
+            id_of = dict(zip(keys, valid, strict=True))
+            loaded = load([id_of[key] for key in missing])
             return {key_of(i): entity for i, entity in loaded.items()}
 
-        found = self.cache.get_many_or_load(list(keys), loader)
+        found = self.cache.get_many_or_load(keys, loader)
         kind = self.kind
+        if len(found) == len(keys) and _of_type(kind, found.values()):
+            values = list(map(found.__getitem__, keys))
+            if list(map(_id_of, values)) == valid:  # the common case, in C
+                return dict(zip(valid, values, strict=True))
         result: dict[int, E] = {}
-        for key, entity_id in keys.items():  # in the order of ``ids``
+        for key, entity_id in zip(keys, valid, strict=True):  # in the order of ``ids``
             value = found.get(key)
-            if type(value) is not kind:
+            if type(value) is not kind or value.id != entity_id:
                 if value is None:
                     continue
-                value = self._checked(key, value)
+                value = self._checked(key, value, entity_id)
                 if value is _WRONG_TYPE:
                     value = load([entity_id]).get(entity_id)
                 if value is None:
@@ -145,7 +168,7 @@ class _EntityCache(Generic[E]):
             return [e.id for e in load()]
 
         value = self.cache.get_or_load(key, load_ids)
-        if type(value) is list and all(type(i) is int for i in value):
+        if type(value) is list and _INT.issuperset(map(type, value)):
             return value
         self.cache.foreign(key, "is not a list of ids")
         self.cache.invalidate([key])
@@ -158,6 +181,14 @@ class _EntityCache(Generic[E]):
 
 
 _WRONG_TYPE = object()
+_INT = frozenset((int,))
+_id_of = attrgetter("id")
+
+
+def _of_type(kind: type[Any], values: Iterable[Any]) -> bool:
+    """Whether every one of ``values`` is exactly of type ``kind`` (one pass of C)."""
+    return {kind}.issuperset(map(type, values))
+
 
 T = TypeVar("T")
 

@@ -16,9 +16,11 @@ process's invalidations while the other processes go on trusting their memory ti
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
+import operator
 import re
 import threading
 import time
@@ -52,6 +54,7 @@ from .backend import cached_value, read_raw, record_of, write_records
 from .keys import CacheKeys
 from .scripts import ack_keys, generation_key, hold_key, lease_key
 from .stats import CacheStats
+from .wire import Wire
 
 log = logging.getLogger("smarter_domain.cache.redis")
 
@@ -61,6 +64,9 @@ REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, RedisClusterExcepti
 T = TypeVar("T")
 
 _TYPED_DECODERS = codec.typed_decoders()
+_kind_of = operator.itemgetter(slice(0, len(codec.RECORD) + 1))  # of a record: its typed prefix
+_body_of = operator.itemgetter(slice(len(codec.RECORD) + 1, None))  # and what follows it
+_value_of = operator.itemgetter(1)  # of a decoded record: (created, value)
 
 EARLIER_FORMAT = re.compile(rb'\{"ct": [0-9.eE+-]+, "v": [0-9]+\}\|' + re.escape(codec.MAGIC))
 """How the entries of the first release start: dogpile's JSON metadata header, then the typed
@@ -226,6 +232,7 @@ class ResilientRedisProxy(ProxyBackend):
         self._flush_namespace = flush_namespace
         self._pending: set[KeyType] = set()
         self._pending_overflow = False
+        self._replaying = 0  # keys taken from ``_pending`` by a replay still under way
         self._pending_lock = threading.Lock()
         self._scripts: dict[str, Any] = {}
         self.clustered = clustered
@@ -233,6 +240,7 @@ class ResilientRedisProxy(ProxyBackend):
         self._warn_once = WarnOnce(log)
         self._counter = itertools.count()
         self._lookup_script: Any = None  # scripts.lookup with this proxy's settings
+        self._wire: Wire | None = None  # the client's hot commands (``wire``)
         self.lease_ms = 10_000
         """How long a loader's lease lasts if it never fills (it died): ``RedisOptions``."""
         self.lease_wait = 10.0
@@ -242,7 +250,9 @@ class ResilientRedisProxy(ProxyBackend):
 
     @property
     def pending_deletes(self) -> int:
-        return len(self._pending)
+        """Invalidations held back by an outage, a replay under way included (it puts them
+        back if it fails)."""
+        return len(self._pending) + self._replaying
 
     def after_fork_in_child(self) -> None:
         """In a forked child (``forking``).
@@ -267,6 +277,7 @@ class ResilientRedisProxy(ProxyBackend):
         self._pending_lock = threading.Lock()
         self._pending = set()
         self._pending_overflow = False
+        self._replaying = 0
         self.breaker.after_fork_in_child()
         self._warn_once.after_fork_in_child()
 
@@ -277,6 +288,19 @@ class ResilientRedisProxy(ProxyBackend):
     @property
     def client(self) -> Any:
         return self.backend.writer_client
+
+    def close(self) -> None:
+        """Give back the connections the wire keeps (to an application's pool, too)."""
+        if self._wire is not None:
+            self._wire.close()
+
+    @property
+    def wire(self) -> Wire:
+        """The client's scripts and multi-gets, sent on connections kept for them."""
+        wire = self._wire
+        if wire is None:
+            wire = self._wire = Wire(self.client)
+        return wire
 
     def _script(self, name: str, source: str) -> Any:
         script = self._scripts.get(name)
@@ -331,6 +355,7 @@ class ResilientRedisProxy(ProxyBackend):
         with self._pending_lock:
             keys, self._pending = list(self._pending), set()
             overflow, self._pending_overflow = self._pending_overflow, False
+            self._replaying += len(keys)
         try:
             if overflow and self._flush_namespace is not None:
                 self._flush_namespace()
@@ -339,6 +364,9 @@ class ResilientRedisProxy(ProxyBackend):
         except BaseException:
             self._remember(keys, overflow)
             raise
+        finally:
+            with self._pending_lock:
+                self._replaying -= len(keys)
         if keys or overflow:
             log.info("replayed %d cache invalidations missed during the outage", len(keys))
 
@@ -401,15 +429,7 @@ class ResilientRedisProxy(ProxyBackend):
         return Miss(bytes(found[1]), int(found[2]), lease_id)
 
     def _evalsha(self, script: Any, numkeys: int, *arguments: Any) -> Any:
-        """``script`` called straight through the client (redis-py's ``Script.__call__``
-        costs a few microseconds more), loaded again if the server does not know it (a
-        restarted or another server)."""
-        client = self.client
-        try:
-            return client.execute_command("EVALSHA", script.sha, numkeys, *arguments)
-        except NoScriptError:
-            script.sha = client.script_load(script.script)
-            return client.execute_command("EVALSHA", script.sha, numkeys, *arguments)
+        return (self._wire or self.wire).script(script, numkeys, *arguments)
 
     def generations(self, keys: Sequence[str]) -> Generations | None:
         """The generation tokens of ``keys`` (None when Redis cannot be asked)."""
@@ -494,10 +514,17 @@ class ResilientRedisProxy(ProxyBackend):
     def get_many(self, keys: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
         """The values of ``keys`` found in Redis, and the keys missing (or foreign there), in
         one MGET (one per node, pipelined, on a cluster)."""
-        values = self._call(None, lambda: read_raw(self.client, keys))
+        values = self._call(None, lambda: read_raw(self.client, keys, self.wire))
         if values is None:
             return {}, list(keys)
         read, typed, limit = codec.read_record, _TYPED_DECODERS, self.max_value_bytes
+        if values and None not in values:  # all there: of one kind, decoded in one pass of C
+            kinds = set(map(_kind_of, values))
+            decoder = typed.get(kinds.pop()) if len(kinds) == 1 else None
+            if decoder is not None and max(map(len, values)) <= limit:
+                with contextlib.suppress(Exception, RecursionError):  # else: one by one, below
+                    decoded = map(_value_of, map(decoder.decode, map(_body_of, values)))
+                    return dict(zip(keys, decoded, strict=True)), []
         found: dict[str, Any] = {}
         missing: list[str] = []
         for key, raw in zip(keys, values, strict=True):

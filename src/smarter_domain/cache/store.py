@@ -11,13 +11,16 @@ what is dropped is what nobody read during the last half-size of fills.
 An entry is dogpile's ``CachedValue`` whose metadata is a ``Stamp``: the creation time as a
 float (the hit path compares it with the clock directly), readable as dogpile's
 ``{"ct": ..., "v": ...}``, and shared by every entry stored in the same tenth of a second: an
-entry costs one 2-tuple, where dogpile's costs a tuple, a dict and a float.
+entry costs one 2-tuple, where dogpile's costs a tuple, a dict and a float. (A list's members,
+stored in bulk, are plain tuples of the same two items, built three times faster; dogpile
+gets them as ``CachedValue``s.)
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from itertools import repeat
 from typing import Any
 
 from dogpile.cache.api import CachedValue
@@ -36,6 +39,12 @@ class Stamp(float):
         if name == "v":
             return value_version
         raise KeyError(name)
+
+
+def as_cached(entry: Any) -> Any:
+    """An entry as dogpile reads it: a ``CachedValue`` (``store`` keeps plain tuples, the same
+    two items built faster in bulk; the hot paths read both alike)."""
+    return entry if type(entry) is CachedValue else tuple.__new__(CachedValue, entry)
 
 
 def stamped(entry: Any) -> Any:
@@ -128,13 +137,16 @@ class MemoryStore(MutableMapping[str, Any]):
 
     def store(self, values: Mapping[str, Any], stamp: Stamp, current: Callable[[], bool]) -> None:
         """Many values, stamped ``stamp``, under one lock, if ``current()`` (as ``put_if``)."""
-        make = tuple.__new__
         with self._lock:
             if not current():
                 return
             young, half = self.young, self._half
+            if len(young) + len(values) < half:  # no rotation: in one pass of C
+                entries = zip(values.values(), repeat(stamp))  # plain tuples (``as_cached``)
+                young.update(zip(values, entries, strict=False))  # ``repeat`` has no end
+                return
             for key, value in values.items():
-                young[key] = make(CachedValue, (value, stamp))
+                young[key] = (value, stamp)
                 if len(young) >= half:
                     self.old, self.young = young, {}
                     young = self.young
@@ -161,13 +173,13 @@ class MemoryStore(MutableMapping[str, Any]):
 
     def get(self, key: str, default: Any = None) -> Any:
         entry = self.lookup(key)
-        return default if entry is None else entry
+        return default if entry is None else as_cached(entry)
 
     def __getitem__(self, key: str) -> Any:
         entry = self.lookup(key)
         if entry is None:
             raise KeyError(key)
-        return entry
+        return as_cached(entry)
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.put(key, stamped(value))

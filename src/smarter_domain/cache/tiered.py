@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from operator import itemgetter
 from time import monotonic, sleep, time
 from typing import Any
 
@@ -59,6 +60,7 @@ LIST_SHARE = 4
 list would evict itself (and whatever else is hot) before its next read."""
 
 _entry = tuple.__new__
+_value_of, _stamp_of = itemgetter(0), itemgetter(1)  # of a memory entry
 
 
 def _split(keys: Sequence[str], values: Sequence[Any]) -> tuple[dict[str, Any], list[str]]:
@@ -409,14 +411,19 @@ class TieredCache:
             return _split(keys, self.memory.get_multi(keys))  # type: ignore[no-untyped-call]
         if listener is not None and monotonic() >= listener.trusted_until:
             return {}, keys
+        oldest = time() - self._ttl if self._ttl else float("-inf")
+        entries: list[Any] = list(map(store.young.get, keys))  # one pass of C for each case:
+        absent = entries.count(None)
+        old = store.old
+        if absent == len(keys) and (not old or list(map(old.get, keys)).count(None) == absent):
+            return {}, keys  # none there (a cold tier)
+        if not absent and min(map(_stamp_of, entries)) > oldest:
+            return dict(zip(keys, map(_value_of, entries), strict=True)), []  # all fresh
         found: dict[str, Any] = {}
         missing: list[str] = []
-        oldest = time() - self._ttl if self._ttl else float("-inf")
-        young, old = store.young.get, store.old.get
-        for key in keys:
-            cached = young(key)
+        for key, cached in zip(keys, entries, strict=True):
             if cached is None:
-                cached = old(key)  # store.from_old, inline: this runs for every member
+                cached = old.get(key)  # store.from_old, inline: this runs for every member
                 if cached is None:
                     missing.append(key)
                     continue

@@ -1,0 +1,178 @@
+"""One Redis command on a connection kept for it, without redis-py's per-command machinery.
+
+A loopback GET through redis-py 8 spends about a quarter of its time in the client: the pool's
+checkout (its lock, a poll for stray data, four observability recorders) and the command
+dispatch around the socket calls (a retry wrapper, the HIMPORT check, duration recorders,
+response callbacks). The Redis tier's hot commands need none of it: they are our scripts and
+MGET (no response callback), and the domain's clients never retry (``Retry(NoBackoff(), 0)``:
+the circuit breaker decides what a failure means). So ``Wire`` keeps a few connections it took
+from the client's pool and sends on them directly, which makes a Redis-tier hit cost what a
+raw GET costs although it is a script call.
+
+What redis-py's pool guarantees is kept. A kept connection idle for a while is checked before
+use as the pool checks one it hands out (``CHECK_AFTER``), so a restart or a failover during a
+quiet moment costs no error. A connection whose exchange failed in any way but an error reply
+(a timeout, a reset, an interrupt mid-read) is disconnected, so it never carries a stray reply
+into the next command; it reconnects on its next use, running the client's connect hook (the
+restart watch). The connection's own health check runs as before. In a forked child the kept
+connections are forgotten, never used or closed (their sockets are the parent's: a reply
+would go to whichever process reads first), as redis-py's pools do, by comparing the process
+id on every call (an at-fork hook could run after another hook that already sends). A client
+this cannot serve as redis-py would (a cluster client, a single-connection client, one whose
+connections retry) gets ``execute_command``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from time import monotonic
+from typing import Any
+
+import redis
+from redis.exceptions import NoScriptError, ResponseError
+from redis.utils import HIREDIS_AVAILABLE
+
+if HIREDIS_AVAILABLE:
+    from hiredis import pack_command
+
+_WRITE = os.name == "posix"  # os.write on a socket's descriptor
+
+KEEP = 8
+"""Connections a ``Wire`` keeps between calls; more concurrent callers borrow from the pool
+and give back to it."""
+
+CHECK_AFTER = 1.0
+"""A kept connection idle this long (seconds) is checked before use, as the pool checks one it
+hands out: readable means stray bytes, or a server that closed it (restarted, failed over),
+and it is reconnected. One in steady use is not: the check is a system call, which lets a
+CPU-bound thread take the interpreter for a switch interval (5 ms) before the command goes
+out; a server that closed it meanwhile costs an error (the circuit breaker's) instead."""
+
+
+def _direct_pool(client: Any) -> Any:
+    """The pool whose connections ``Wire`` may use directly, or None."""
+    if type(client) is not redis.Redis or getattr(client, "connection", None) is not None:
+        return None
+    pool = client.connection_pool
+    retry = pool.connection_kwargs.get("retry")
+    if retry is None or retry.get_retries() != 0:
+        return None  # its connections retry (redis-py's default): let redis-py do it
+    return pool
+
+
+def _send(connection: Any, packed: bytes) -> None:
+    """``packed`` on ``connection`` in one write(2) where the socket is a plain one.
+
+    A socket with a timeout (every one of ours) sends after a poll(2) for room, and Python
+    lets other threads run during each system call: with a CPU-bound thread in the process,
+    getting the interpreter back after the poll can take a switch interval (5 ms) before the
+    command even goes out (an invalidation's acknowledgement, late by that much). A write to
+    a socket with room in its buffer (the usual case: the last command's reply was read)
+    sends at once; what does not fit goes out as redis-py sends it. TLS sockets are left to
+    redis-py."""
+    connection.check_health()  # as ``send_packed_command`` does (a ping when it is due)
+    sock = connection._sock
+    if type(sock) is not socket.socket or not _WRITE:
+        connection.send_packed_command((packed,), check_health=False)
+        return
+    try:
+        sent = os.write(sock.fileno(), packed)
+    except BlockingIOError:
+        sent = 0
+    if sent < len(packed):
+        sock.sendall(memoryview(packed)[sent:])
+
+
+class Wire:
+    """``wire(*args)`` sends one command and returns its reply, as
+    ``client.execute_command(*args)`` would for the commands it is used for."""
+
+    __slots__ = ("_hiredis", "_idle", "_pid", "_pool", "client")
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._pool = _direct_pool(client)
+        self._idle: list[tuple[Any, float]] = []  # (connection, when it was last used)
+        self._pid = os.getpid()
+        # Its connections pack with hiredis (redis-py's default when it is installed): called
+        # directly, without redis-py's pass over the arguments (a list's MGET has 1,000).
+        self._hiredis = (
+            HIREDIS_AVAILABLE
+            and self._pool is not None
+            and ("command_packer" not in self._pool.connection_kwargs)
+        )
+
+    @property
+    def direct(self) -> bool:
+        return self._pool is not None
+
+    def __call__(self, *args: Any) -> Any:
+        pool = self._pool
+        if pool is None:
+            return self.client.execute_command(*args)
+        idle = self._idle
+        if self._pid != os.getpid():  # a forked child: the kept sockets are the parent's
+            self._idle = idle = []
+            self._pid = os.getpid()
+        now = monotonic()
+        try:
+            connection, used = idle.pop()  # atomic: each caller gets its own
+        except IndexError:
+            connection, used = pool.get_connection(), now
+        try:
+            if now - used >= CHECK_AFTER:
+                self._check(connection)
+            # As the pool does on checkout: a no-op when connected; after a disconnect, a
+            # Sentinel-managed connection asks the Sentinels for the master again here
+            # (sending alone would reconnect to the address it had).
+            connection.connect()
+            if self._hiredis:
+                _send(connection, pack_command(args))
+            else:
+                connection.send_packed_command(connection.pack_command(*args))
+            reply = connection.read_response()
+        except ResponseError:  # an error reply: the exchange is complete
+            self._keep(connection, now)
+            raise
+        except BaseException:  # the exchange may be half done: never reuse the stream
+            connection.disconnect()
+            self._keep(connection, now)
+            raise
+        self._keep(connection, now)
+        return reply
+
+    def script(self, script: Any, numkeys: int, *arguments: Any) -> Any:
+        """A registered script (redis-py's ``Script``) called on the wire (its own
+        ``__call__`` costs a few microseconds more), loaded again if the server does not know
+        it (a restarted server, or another one after a failover)."""
+        try:
+            return self("EVALSHA", script.sha, numkeys, *arguments)
+        except NoScriptError:
+            script.sha = self.client.script_load(script.script)
+            return self("EVALSHA", script.sha, numkeys, *arguments)
+
+    @staticmethod
+    def _check(connection: Any) -> None:
+        """Reconnect ``connection`` if it has anything to read: stray bytes, or the end of a
+        stream the server closed (redis-py's parsers raise on that one)."""
+        try:
+            closed = connection.can_read()
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            closed = True
+        if closed:
+            connection.disconnect()
+
+    def _keep(self, connection: Any, used: float) -> None:
+        if len(self._idle) < KEEP:
+            self._idle.append((connection, used))
+        else:
+            self._pool.release(connection)
+
+    def close(self) -> None:
+        """Give the kept connections back to the pool: the client's (an application's
+        client outlives the domain), whose close disconnects them."""
+        idle, self._idle = self._idle, []
+        if self._pid == os.getpid() and self._pool is not None:
+            for connection, _ in idle:
+                self._pool.release(connection)
