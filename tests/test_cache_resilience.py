@@ -162,3 +162,23 @@ def test_a_restarted_redis_serves_no_value_from_before_the_outage(
     time.sleep(0.4)
     redis_domain.cache.clear_memory()
     assert redis_domain.users.get(user.id) == updated
+
+
+def test_pending_deletes_count_a_flush_owed_and_a_replay_under_way(redis_domain: Domain) -> None:
+    guard = redis_domain.cache.guard
+    assert guard is not None
+    guard.max_pending = 3
+    guard._remember([f"{redis_domain.cache.keys.namespace}:k{n}" for n in range(5)])
+    assert guard.pending_deletes == 1  # more than max_pending: a namespace flush is owed
+    seen: list[int] = []
+    flush = guard._flush_namespace
+    assert flush is not None
+
+    def watched_flush() -> None:
+        seen.append(guard.pending_deletes)  # while the replay is under way
+        flush()
+
+    guard._flush_namespace = watched_flush
+    guard.deliver_pending()
+    assert seen == [1]
+    assert guard.pending_deletes == 0

@@ -110,6 +110,17 @@ def test_an_isolation_level_the_application_chose_keeps_reads_in_transactions(
     engine.dispose()
 
 
+def test_an_applications_engine_keeps_its_reads_in_transactions(smarter_database_url: str) -> None:
+    """Its listeners may set each transaction up (``SET LOCAL``), which autocommit skips."""
+    engine = create_engine(smarter_database_url)
+    with Domain(engine=engine) as domain:
+        user = domain.users.add(username="theirs")
+        with traced(domain.engine) as messages:
+            assert domain.users.inner.get(user.id) == user
+        assert any("BEGIN" in m for m in messages)
+    engine.dispose()
+
+
 def test_autocommit_reads_are_for_postgresql_at_its_default_isolation(
     smarter_database_url: str, tmp_path: Any
 ) -> None:

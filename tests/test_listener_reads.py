@@ -74,3 +74,24 @@ def test_the_server_closing_the_subscription_is_an_error(
 
     with pytest.raises((redis.ConnectionError, OSError)):
         read_until_it_fails()
+
+
+def test_a_subscription_in_resp3_is_read_through_redis_py(
+    smarter_redis_server: RedisServer,
+) -> None:
+    """A URL's ``?protocol=3`` wins over the listener's RESP2: its messages are then pushes,
+    read by redis-py."""
+    client = redis.Redis.from_url(f"{smarter_redis_server.url}?protocol=3")
+    pubsub = client.pubsub()
+    pubsub.subscribe("listener-reads-3")
+    try:
+        messages = _SocketMessages.open(pubsub)
+        assert isinstance(messages, _PolledMessages)
+        next_of(messages, "subscribe")
+        publisher = redis.Redis.from_url(smarter_redis_server.url)
+        publisher.publish("listener-reads-3", b"pushed")
+        assert next_of(messages, "message")["data"] == b"pushed"
+        publisher.close()
+    finally:
+        pubsub.close()
+        client.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -62,10 +63,7 @@ def test_an_error_reply_keeps_the_connection(client: redis.Redis) -> None:
     assert len(wire._idle) == 1
 
 
-def test_a_connection_the_server_closed_is_replaced_without_an_error(
-    client: redis.Redis, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(wire_module, "CHECK_AFTER", 0.0)  # check before every use
+def test_a_connection_the_server_closed_is_replaced_without_an_error(client: redis.Redis) -> None:
     wire = Wire(client)
     wire("CLIENT", "SETNAME", "kept-by-the-wire")
     assert wire("CLIENT", "GETNAME") == b"kept-by-the-wire"
@@ -73,22 +71,49 @@ def test_a_connection_the_server_closed_is_replaced_without_an_error(
     assert wire("ECHO", "still here") == b"still here"
 
 
-def test_a_connection_in_steady_use_is_not_checked(
+def test_a_connection_the_pool_no_longer_owns_is_replaced(
     client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The check is a system call; within ``CHECK_AFTER`` of its last use a connection goes
-    straight to the send (a server that closed it meanwhile costs one error)."""
+    """A Sentinel pool owns only connections to the current master: one kept from before a
+    failover is not reused."""
     wire = Wire(client)
+    first = wire("CLIENT", "ID")
+    assert wire("CLIENT", "ID") == first
+    monkeypatch.setattr(client.connection_pool, "owns_connection", lambda connection: False)
+    assert wire("CLIENT", "ID") != first
+
+
+def test_an_argument_redis_cannot_take_is_a_data_error(client: redis.Redis) -> None:
+    wire = Wire(client)
+    assert wire("ECHO", "first") == b"first"
+    with pytest.raises(redis.DataError):
+        wire("ECHO", None)
+    assert wire("ECHO", "after") == b"after"
+
+
+@pytest.mark.parametrize("check", [False, True])
+def test_an_unchecked_wire_skips_the_check_while_in_steady_use(
+    client: redis.Redis, monkeypatch: pytest.MonkeyPatch, check: bool
+) -> None:
+    """The check is a system call; within ``REUSE_UNCHECKED`` of its last use, a connection
+    of a ``Wire(check=False)`` goes straight to the send (a server that closed it meanwhile
+    costs one error); a checked one is checked every time."""
+    wire = Wire(client, check=check)
     wire("ECHO", "first")
     connection = wire._idle[-1][0]
     checked: list[bool] = []
     real = connection.can_read
-    monkeypatch.setattr(connection, "can_read", lambda *a: checked.append(True) or real(*a))
+
+    def can_read(*args: Any) -> bool:
+        checked.append(True)
+        return bool(real(*args))
+
+    monkeypatch.setattr(connection, "can_read", can_read)
     wire("ECHO", "second")
-    assert checked == []
-    monkeypatch.setattr(wire_module, "CHECK_AFTER", 0.0)
+    assert checked == ([True] if check else [])
+    monkeypatch.setattr(wire_module, "REUSE_UNCHECKED", 0.0)
     wire("ECHO", "third")
-    assert checked == [True]
+    assert checked == ([True, True] if check else [True])
 
 
 def test_it_keeps_a_few_connections_and_gives_back_the_rest(client: redis.Redis) -> None:

@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
@@ -122,11 +123,14 @@ class Domain:
             memory_region, redis_region, memory_cache_size, cache_namespace, redis_options
         )
         self._after_commit: list[AfterCommit] = []
-        reads = self.session_factory
-        if autocommit_reads(self.engine):
-            reads = sessionmaker(
-                self.engine.execution_options(isolation_level="AUTOCOMMIT"),
-                expire_on_commit=False,
+        reads: Callable[[], Session] = self.session_factory
+        if self._owns_engine and autocommit_reads(self.engine):
+            # The session factory's own sessions (its configuration, its event listeners),
+            # bound to the engine in autocommit. Not on an application's engine: its
+            # listeners may set up each transaction (SET LOCAL), which autocommit would skip.
+            reads = partial(
+                self.session_factory,
+                bind=self.engine.execution_options(isolation_level="AUTOCOMMIT"),
             )
         scope = AutoCommitScope(reads, self.unit_of_work)
         self.accounts = CachedAccountRepository(SqlAccountRepository(scope), self.cache)

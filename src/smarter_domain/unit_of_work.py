@@ -430,7 +430,7 @@ class AutoCommitScope:
     """Outside a unit of work: each read gets a short session, each write its own unit of work."""
 
     def __init__(
-        self, session_factory: sessionmaker[Session], unit_of_work: Callable[[], UnitOfWork]
+        self, session_factory: Callable[[], Session], unit_of_work: Callable[[], UnitOfWork]
     ) -> None:
         self._session_factory = session_factory
         self._unit_of_work = unit_of_work

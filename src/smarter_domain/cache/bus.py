@@ -89,11 +89,19 @@ class _SocketMessages:
         sock.settimeout(None)
         micros = int(READ_EVERY * 1_000_000)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, micros))
+        # A ping's send never waits longer than the listener may go without an answer.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 1, 0))
 
     @classmethod
     def open(cls, pubsub: Any) -> _SocketMessages | _PolledMessages:
-        sock = getattr(pubsub.connection, "_sock", None)
-        if not HIREDIS_AVAILABLE or os.name != "posix" or type(sock) is not socket.socket:
+        connection = pubsub.connection
+        sock = getattr(connection, "_sock", None)
+        if (
+            not HIREDIS_AVAILABLE
+            or os.name != "posix"
+            or type(sock) is not socket.socket
+            or str(getattr(connection, "protocol", 2)) != "2"  # a URL's ?protocol=3 wins
+        ):
             return _PolledMessages(pubsub)
         return cls(sock)
 
@@ -143,7 +151,8 @@ class InvalidationListener:
         # One script adds this process to the set of those that dropped the keys, and tells
         # the writer when the set is complete (``scripts.ACK``).
         self._ack_script = ack_client.register_script(ACK)
-        self._ack_wire = Wire(ack_client)  # sent at once: a writer is waiting for it
+        # Sent at once (a writer waits for it): unchecked while in steady use.
+        self._ack_wire = Wire(ack_client, check=False)
         self._prefix = keys.namespace + ":"
         self._is_ack = keys.is_ack
         channel = keys.channel()

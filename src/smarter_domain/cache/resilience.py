@@ -251,8 +251,8 @@ class ResilientRedisProxy(ProxyBackend):
     @property
     def pending_deletes(self) -> int:
         """Invalidations held back by an outage, a replay under way included (it puts them
-        back if it fails)."""
-        return len(self._pending) + self._replaying
+        back if it fails); a namespace flush owed (too many were held back) counts as one."""
+        return len(self._pending) + self._replaying + self._pending_overflow
 
     def after_fork_in_child(self) -> None:
         """In a forked child (``forking``).
@@ -320,7 +320,7 @@ class ResilientRedisProxy(ProxyBackend):
         if not (self.breaker.allow() or force):
             return default
         try:
-            if self.breaker.is_down or self._pending:
+            if self.breaker.is_down or self._pending or self._pending_overflow:
                 self.replay_pending()
             result = operation()
         except REDIS_ERRORS as exc:
@@ -355,23 +355,26 @@ class ResilientRedisProxy(ProxyBackend):
         with self._pending_lock:
             keys, self._pending = list(self._pending), set()
             overflow, self._pending_overflow = self._pending_overflow, False
-            self._replaying += len(keys)
+            in_flight = len(keys) + overflow
+            self._replaying += in_flight
         try:
             if overflow and self._flush_namespace is not None:
                 self._flush_namespace()
             elif keys:
                 self._invalidate_now(keys)
         except BaseException:
-            self._remember(keys, overflow)
+            self._remember(keys, overflow, replayed=in_flight)
             raise
-        finally:
-            with self._pending_lock:
-                self._replaying -= len(keys)
+        with self._pending_lock:
+            self._replaying -= in_flight
         if keys or overflow:
             log.info("replayed %d cache invalidations missed during the outage", len(keys))
 
-    def _remember(self, keys: Iterable[KeyType], overflow: bool = False) -> None:
+    def _remember(self, keys: Iterable[KeyType], overflow: bool = False, replayed: int = 0) -> None:
+        """Hold ``keys`` back for a replay (``replayed``: how many of a failed replay's were
+        counted as under way, no longer)."""
         with self._pending_lock:
+            self._replaying -= replayed
             self._pending.update(keys)
             if overflow or len(self._pending) > self.max_pending:
                 self._pending_overflow = True

@@ -9,17 +9,17 @@ the circuit breaker decides what a failure means). So ``Wire`` keeps a few conne
 from the client's pool and sends on them directly, which makes a Redis-tier hit cost what a
 raw GET costs although it is a script call.
 
-What redis-py's pool guarantees is kept. A kept connection idle for a while is checked before
-use as the pool checks one it hands out (``CHECK_AFTER``), so a restart or a failover during a
-quiet moment costs no error. A connection whose exchange failed in any way but an error reply
-(a timeout, a reset, an interrupt mid-read) is disconnected, so it never carries a stray reply
-into the next command; it reconnects on its next use, running the client's connect hook (the
-restart watch). The connection's own health check runs as before. In a forked child the kept
-connections are forgotten, never used or closed (their sockets are the parent's: a reply
-would go to whichever process reads first), as redis-py's pools do, by comparing the process
-id on every call (an at-fork hook could run after another hook that already sends). A client
-this cannot serve as redis-py would (a cluster client, a single-connection client, one whose
-connections retry) gets ``execute_command``.
+What redis-py's pool guarantees is kept. A kept connection is checked before each use as the
+pool checks one it hands out (``Wire._ready``), so a restart or a failover costs no error. A
+connection whose exchange failed in any way but an error reply (a timeout, a reset, an
+interrupt mid-read) is disconnected, so it never carries a stray reply into the next command;
+it reconnects on its next use, running the client's connect hook (the restart watch). The
+connection's own health check runs as before. In a forked child the kept connections are
+forgotten, never used or closed (their sockets are the parent's: a reply would go to whichever
+process reads first), as redis-py's pools do, by comparing the process id on every call (an
+at-fork hook could run after another hook that already sends). A client this cannot serve as
+redis-py would (a cluster client, a single-connection client, one whose connections retry, one
+with client-side caching) gets ``execute_command``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from time import monotonic
 from typing import Any
 
 import redis
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import DataError, NoScriptError, ResponseError
 from redis.utils import HIREDIS_AVAILABLE
 
 if HIREDIS_AVAILABLE:
@@ -42,12 +42,12 @@ KEEP = 8
 """Connections a ``Wire`` keeps between calls; more concurrent callers borrow from the pool
 and give back to it."""
 
-CHECK_AFTER = 1.0
-"""A kept connection idle this long (seconds) is checked before use, as the pool checks one it
-hands out: readable means stray bytes, or a server that closed it (restarted, failed over),
-and it is reconnected. One in steady use is not: the check is a system call, which lets a
-CPU-bound thread take the interpreter for a switch interval (5 ms) before the command goes
-out; a server that closed it meanwhile costs an error (the circuit breaker's) instead."""
+REUSE_UNCHECKED = 1.0
+"""For a ``Wire(check=False)`` (the listener's acknowledgements): a kept connection used less
+than this long ago (seconds) goes straight to the send. The check is a system call, and Python
+lets other threads run during each one: a CPU-bound thread then keeps the interpreter for up
+to a switch interval (5 ms) before the command goes out. A server that closed the connection
+meanwhile costs that one command (an acknowledgement: the writer waits its trust window)."""
 
 
 def _direct_pool(client: Any) -> Any:
@@ -55,6 +55,8 @@ def _direct_pool(client: Any) -> Any:
     if type(client) is not redis.Redis or getattr(client, "connection", None) is not None:
         return None
     pool = client.connection_pool
+    if getattr(pool, "cache", None) is not None:
+        return None  # client-side caching: its connections are proxies with a cache
     retry = pool.connection_kwargs.get("retry")
     if retry is None or retry.get_retries() != 0:
         return None  # its connections retry (redis-py's default): let redis-py do it
@@ -80,21 +82,27 @@ def _send(connection: Any, packed: bytes) -> None:
         sent = os.write(sock.fileno(), packed)
     except BlockingIOError:
         sent = 0
+    except OSError as exc:  # as redis-py reports it
+        raise redis.ConnectionError(f"Error while writing to socket: {exc}") from exc
     if sent < len(packed):
-        sock.sendall(memoryview(packed)[sent:])
+        connection.send_packed_command((memoryview(packed)[sent:],), check_health=False)
 
 
 class Wire:
     """``wire(*args)`` sends one command and returns its reply, as
-    ``client.execute_command(*args)`` would for the commands it is used for."""
+    ``client.execute_command(*args)`` would for the commands it is used for.
 
-    __slots__ = ("_hiredis", "_idle", "_pid", "_pool", "client")
+    ``check``: whether a kept connection is checked before each use, as the pool checks one
+    it hands out (the default; without it, see ``REUSE_UNCHECKED``)."""
 
-    def __init__(self, client: Any) -> None:
+    __slots__ = ("_check_always", "_hiredis", "_idle", "_pid", "_pool", "client")
+
+    def __init__(self, client: Any, check: bool = True) -> None:
         self.client = client
         self._pool = _direct_pool(client)
         self._idle: list[tuple[Any, float]] = []  # (connection, when it was last used)
         self._pid = os.getpid()
+        self._check_always = check
         # Its connections pack with hiredis (redis-py's default when it is installed): called
         # directly, without redis-py's pass over the arguments (a list's MGET has 1,000).
         self._hiredis = (
@@ -111,24 +119,26 @@ class Wire:
         pool = self._pool
         if pool is None:
             return self.client.execute_command(*args)
-        idle = self._idle
+        packed = None
+        if self._hiredis:
+            try:
+                packed = pack_command(args)
+            except TypeError as exc:  # as redis-py reports it (nothing was sent)
+                raise DataError(str(exc)) from exc
         if self._pid != os.getpid():  # a forked child: the kept sockets are the parent's
-            self._idle = idle = []
+            self._idle = []  # first: another thread that sees the new pid reads this list
             self._pid = os.getpid()
+        idle = self._idle
         now = monotonic()
         try:
             connection, used = idle.pop()  # atomic: each caller gets its own
         except IndexError:
-            connection, used = pool.get_connection(), now
+            connection, used = pool.get_connection(), None
         try:
-            if now - used >= CHECK_AFTER:
-                self._check(connection)
-            # As the pool does on checkout: a no-op when connected; after a disconnect, a
-            # Sentinel-managed connection asks the Sentinels for the master again here
-            # (sending alone would reconnect to the address it had).
-            connection.connect()
-            if self._hiredis:
-                _send(connection, pack_command(args))
+            if used is not None:
+                self._ready(pool, connection, now - used)
+            if packed is not None:
+                _send(connection, packed)
             else:
                 connection.send_packed_command(connection.pack_command(*args))
             reply = connection.read_response()
@@ -142,6 +152,25 @@ class Wire:
         self._keep(connection, now)
         return reply
 
+    def _ready(self, pool: Any, connection: Any, idle_for: float) -> None:
+        """Make a kept connection what the pool would hand out: one the pool still owns (a
+        Sentinel pool owns only connections to the current master), not marked for
+        reconnection (redis-py's maintenance notices), with nothing to read (stray bytes, or
+        the end of a stream the server closed: a restart, a failover, a killed client), and
+        connected (a Sentinel-managed connection asks the Sentinels for the master in its
+        ``connect``; sending alone would reconnect to the address it had)."""
+        reconnect = getattr(connection, "should_reconnect", None)  # redis-py 7 and later
+        if not pool.owns_connection(connection) or (reconnect is not None and reconnect()):
+            connection.disconnect()
+        elif self._check_always or idle_for >= REUSE_UNCHECKED:
+            try:
+                readable = connection.can_read()
+            except (redis.ConnectionError, redis.TimeoutError, OSError):
+                readable = True
+            if readable:
+                connection.disconnect()
+        connection.connect()
+
     def script(self, script: Any, numkeys: int, *arguments: Any) -> Any:
         """A registered script (redis-py's ``Script``) called on the wire (its own
         ``__call__`` costs a few microseconds more), loaded again if the server does not know
@@ -151,17 +180,6 @@ class Wire:
         except NoScriptError:
             script.sha = self.client.script_load(script.script)
             return self("EVALSHA", script.sha, numkeys, *arguments)
-
-    @staticmethod
-    def _check(connection: Any) -> None:
-        """Reconnect ``connection`` if it has anything to read: stray bytes, or the end of a
-        stream the server closed (redis-py's parsers raise on that one)."""
-        try:
-            closed = connection.can_read()
-        except (redis.ConnectionError, redis.TimeoutError, OSError):
-            closed = True
-        if closed:
-            connection.disconnect()
 
     def _keep(self, connection: Any, used: float) -> None:
         if len(self._idle) < KEEP:
