@@ -95,3 +95,15 @@ def test_a_subscription_in_resp3_is_read_through_redis_py(
     finally:
         pubsub.close()
         client.close()
+
+
+def test_a_platform_refusing_the_socket_options_is_read_through_redis_py(
+    subscribed: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(self: Any, sock: Any) -> None:
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(_SocketMessages, "__init__", refuse)
+    messages = _SocketMessages.open(subscribed)
+    assert isinstance(messages, _PolledMessages)
+    assert next_of(messages, "subscribe")["data"] == 1

@@ -103,7 +103,11 @@ class _SocketMessages:
             or str(getattr(connection, "protocol", 2)) != "2"  # a URL's ?protocol=3 wins
         ):
             return _PolledMessages(pubsub)
-        return cls(sock)
+        try:
+            return cls(sock)
+        except OSError:  # a platform whose timeval is not two C longs refuses the options
+            sock.settimeout(connection.socket_timeout)
+            return _PolledMessages(pubsub)
 
     def next(self) -> dict[str, Any] | None:
         frame = self._reader.gets()
