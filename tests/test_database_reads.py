@@ -102,19 +102,18 @@ def test_an_isolation_level_the_application_chose_keeps_reads_in_transactions(
             isolation_level="REPEATABLE READ"
         )
     assert not autocommit_reads(engine)
-    with Domain(engine=engine) as domain:
-        user = domain.users.add(username="repeatable")
-        with traced(domain.engine) as messages:
-            assert domain.users.inner.get(user.id) == user
-        assert any("BEGIN" in m for m in messages)
-    engine.dispose()
+    assert_reads_in_a_transaction(engine)
 
 
 def test_an_applications_engine_keeps_its_reads_in_transactions(smarter_database_url: str) -> None:
     """Its listeners may set each transaction up (``SET LOCAL``), which autocommit skips."""
-    engine = create_engine(smarter_database_url)
+    assert_reads_in_a_transaction(create_engine(smarter_database_url))
+
+
+def assert_reads_in_a_transaction(engine: Engine) -> None:
+    """A Domain on ``engine`` (disposed after) reads in a transaction (its ``BEGIN`` sent)."""
     with Domain(engine=engine) as domain:
-        user = domain.users.add(username="theirs")
+        user = domain.users.add(username="in-a-transaction")
         with traced(domain.engine) as messages:
             assert domain.users.inner.get(user.id) == user
         assert any("BEGIN" in m for m in messages)

@@ -141,16 +141,14 @@ class Wire:
                 _send(connection, packed)
             else:
                 connection.send_packed_command(connection.pack_command(*args))
-            reply = connection.read_response()
+            return connection.read_response()
         except ResponseError:  # an error reply: the exchange is complete
-            self._keep(connection, now)
             raise
         except BaseException:  # the exchange may be half done: never reuse the stream
             connection.disconnect()
-            self._keep(connection, now)
             raise
-        self._keep(connection, now)
-        return reply
+        finally:
+            self._keep(connection, now)
 
     def _ready(self, pool: Any, connection: Any, idle_for: float) -> None:
         """Make a kept connection what the pool would hand out: one the pool still owns (a
