@@ -537,8 +537,8 @@ class ResilientRedisProxy(ProxyBackend):
             try:
                 if len(raw) > limit:
                     raise CantDeserializeException()  # neither read nor stored
-                decoder = typed.get(raw[:4])
-                found[key] = read(raw)[1] if decoder is None else decoder.decode(raw[4:])[1]
+                decoder = typed.get(_kind_of(raw))
+                found[key] = read(raw)[1] if decoder is None else decoder.decode(_body_of(raw))[1]
             except (Exception, RecursionError):  # whatever a hostile record triggers
                 self._foreign_raw(key, raw)
                 missing.append(key)
