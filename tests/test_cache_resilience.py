@@ -16,6 +16,8 @@ import smarter_domain as sd
 from smarter_domain import Domain, cache_results
 from smarter_domain.testing import RedisServer, UserFactory
 
+from .conftest import FAST_FAIL
+
 pytestmark = pytest.mark.smarter_backends("sqlite")
 
 
@@ -121,7 +123,10 @@ def cached_square(x: int) -> int:
 
 
 def test_no_stale_value_after_a_blackholed_redis_comes_back(
-    redis_domain: Domain, smarter_redis_server: RedisServer, redis_client: redis.Redis
+    redis_domain: Domain,
+    smarter_redis_server: RedisServer,
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Redis hangs (SIGSTOP keeps its data) while a write commits: its invalidation cannot be
     delivered. Once Redis answers again, the stale entry it still holds is never served."""
@@ -140,13 +145,18 @@ def test_no_stale_value_after_a_blackholed_redis_comes_back(
         guard = redis_domain.cache.guard
         assert guard is not None and guard.breaker.is_down and guard.pending_deletes
         # Nobody (the listener's replay included) contacts Redis until the stale entry is
-        # back in place: the first contact after it must replay before it reads.
-        guard.breaker._retry_at = time.monotonic() + 60
+        # back in place: the first contact after it must replay before it reads. A probe
+        # already sent to the frozen server (one every ``retry_after``) would succeed once it
+        # resumes: the breaker lets none through now, and the probes in flight time out
+        # before Redis resumes.
+        monkeypatch.setattr(guard.breaker, "allow", lambda: False)
+        time.sleep(FAST_FAIL.socket_timeout * 3)
     finally:
         smarter_redis_server.resume()
     # A DEL that timed out may or may not have reached Redis; make sure it did not.
     redis_client.set(key, stale)
     assert guard.pending_deletes
+    monkeypatch.undo()
     guard.breaker._retry_at = 0.0
     for _ in range(3):
         redis_domain.cache.clear_memory()

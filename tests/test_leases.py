@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import redis
 from dogpile.cache import make_region
+from dogpile.cache.api import NO_VALUE
 from sqlalchemy import event
 
 from smarter_domain import Domain, User
@@ -263,7 +264,7 @@ def test_an_oversized_record_in_a_list_is_a_miss(
     guard.get_many([key])  # its connection first (a new one may flush the namespace)
     redis_client.set(key, codec.record(b"x" * 5000, time.time()))
     found, missing = guard.get_many([key])
-    assert found == {} and missing == [key]
+    assert found == [NO_VALUE] and missing == [0]
     assert redis_domain.cache.stats.snapshot()["decode_errors"] == 1
 
 

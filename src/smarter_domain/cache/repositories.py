@@ -86,39 +86,49 @@ class _EntityCache(Generic[E]):
     def get_many(
         self, ids: Sequence[int], load: Callable[[list[int]], Mapping[int, E]]
     ) -> dict[int, E]:
-        key_of, prefix = self.key, self.prefix
-        if ids and _INT.issuperset(map(type, ids)) and min(ids) >= ID_MIN and max(ids) <= ID_MAX:
-            valid = list(ids)  # every one an id (checked in C)
+        """The entities of ``ids`` found (each once, in the order of ``ids``); ``load`` reads
+        the ones no tier has."""
+        if ids and _INT.issuperset(map(type, ids)):
+            valid = _in_range(ids)  # every one an int (checked in C)
         else:
-            valid = [i for i in ids if type(i) is int and ID_MIN <= i <= ID_MAX]
-        if len(set(valid)) != len(valid):
-            valid = list(dict.fromkeys(valid))  # each once, in order
-        keys = list(map(prefix.__add__, map(str, valid)))  # key(i) of each, in C
+            valid = _in_range([i for i in ids if type(i) is int])
+        values, complete = self._values(valid, load)
+        if complete:
+            return dict(zip(valid, values, strict=True))
+        return {i: v for i, v in zip(valid, values, strict=True) if v is not None}
+
+    def listed(self, ids: list[int], load: Callable[[list[int]], Mapping[int, E]]) -> list[E]:
+        """The entities of a cached list of ids (``ids_of``), in its order, without those
+        deleted meanwhile."""
+        values, complete = self._values(_in_range(ids), load)
+        return values if complete else [v for v in values if v is not None]
+
+    def _values(
+        self, ids: list[int], load: Callable[[list[int]], Mapping[int, E]]
+    ) -> tuple[list[Any], bool]:
+        """The entity (or None) of each of ``ids`` (valid, each once), in their order, and
+        whether all were found. The common case is passes of C over the list: keys built in
+        a comprehension, the values' types and ids compared with one ``set`` and one ``==``."""
+        key_of, prefix = self.key, self.prefix
+        keys = [f"{prefix}{i}" for i in ids]  # key(i) of each, inline
 
         def loader(missing: list[str]) -> dict[str, E]:
-            id_of = dict(zip(keys, valid, strict=True))
+            id_of = dict(zip(keys, ids, strict=True))
             loaded = load([id_of[key] for key in missing])
             return {key_of(i): entity for i, entity in loaded.items()}
 
-        found = self.cache.get_many_or_load(keys, loader)
+        values = self.cache.get_many_or_load(keys, loader)
         kind = self.kind
-        if len(found) == len(keys) and _of_type(kind, found.values()):
-            values = list(map(found.__getitem__, keys))
-            if list(map(_id_of, values)) == valid:  # the common case, in C
-                return dict(zip(valid, values, strict=True))
-        result: dict[int, E] = {}
-        for key, entity_id in zip(keys, valid, strict=True):  # in the order of ``ids``
-            value = found.get(key)
-            if type(value) is not kind or value.id != entity_id:
-                if value is None:
-                    continue
+        if _of_type(kind, values) and list(map(_id_of, values)) == ids:  # the common case
+            return values, True
+        checked: list[Any] = []
+        for key, entity_id, value in zip(keys, ids, values, strict=True):
+            if value is not None and (type(value) is not kind or value.id != entity_id):
                 value = self._checked(key, value, entity_id)
                 if value is _WRONG_TYPE:
                     value = load([entity_id]).get(entity_id)
-                if value is None:
-                    continue
-            result[entity_id] = value
-        return result
+            checked.append(value)
+        return checked, False
 
     def id_of(self, key: str, load: Callable[[K], E | None], argument: K) -> int | None:
         """A secondary lookup caches only the id that ``load(argument)`` leads to. (The
@@ -190,16 +200,16 @@ def _of_type(kind: type[Any], values: Iterable[Any]) -> bool:
     return {kind}.issuperset(map(type, values))
 
 
-T = TypeVar("T")
-
-
-def in_order(ids: Sequence[int], found: Mapping[int, T]) -> list[T]:
-    """A cached id list hydrated: its order, without entities deleted meanwhile (``found``
-    from ``get_many`` is already in that order when ``ids`` has no duplicates)."""
-    values = list(found.values())
-    if len(values) == len(ids):
-        return values
-    return [found[i] for i in ids if i in found]
+def _in_range(ids: list[int] | Sequence[int]) -> list[int]:
+    """``ids`` (ints) that a database can hold, each once, in their order (in C when all
+    are)."""
+    if ids and min(ids) >= ID_MIN and max(ids) <= ID_MAX:
+        valid = list(ids)
+    else:
+        valid = [i for i in ids if ID_MIN <= i <= ID_MAX]
+    if len(set(valid)) != len(valid):
+        valid = list(dict.fromkeys(valid))
+    return valid
 
 
 class CachedAccountRepository:
@@ -229,7 +239,7 @@ class CachedAccountRepository:
 
     def list_all(self) -> list[Account]:
         ids = self._entries.ids_of(self.keys.all_accounts(), self.inner.list_all)
-        return in_order(ids, self.get_many(ids))
+        return self._entries.listed(ids, self.inner.get_many)
 
     def add(
         self, *, name: str, account_number: str | None = None, **fields: Unpack[AccountFields]
@@ -267,7 +277,7 @@ class CachedUserRepository:
         ids = self._entries.ids_of(key, lambda: self.inner.list_for_account(account_id))
         if not self._entries.cache.lists_cached(len(ids)):
             return self.inner.list_for_account(account_id)  # it would evict itself
-        return in_order(ids, self.get_many(ids))
+        return self._entries.listed(ids, self.inner.get_many)
 
     def list_all(self) -> list[User]:
         """Every user: an administrative listing, read from the wrapped repository."""
@@ -326,18 +336,18 @@ class CachedUserProfileRepository:
         user, account = self.users.get(record.user_id), self.accounts.get(record.account_id)
         return None if user is None or account is None else record.hydrate(user, account)
 
-    def get_many(self, profile_ids: Sequence[int]) -> dict[int, UserProfile]:
-        def load(ids: list[int]) -> dict[int, ProfileRecord]:
-            return {r.id: r for r in self._records(list(self.inner.get_many(ids).values()))}
+    def _load_records(self, ids: list[int]) -> dict[int, ProfileRecord]:
+        return {r.id: r for r in self._records(list(self.inner.get_many(ids).values()))}
 
-        records = self._entries.get_many(profile_ids, load)
+    def get_many(self, profile_ids: Sequence[int]) -> dict[int, UserProfile]:
+        records = self._entries.get_many(profile_ids, self._load_records)
         return {p.id: p for p in self._hydrate(list(records.values()))}
 
     def _list(self, key: str, load: Callable[[], list[UserProfile]]) -> list[UserProfile]:
         ids = self._entries.ids_of(key, lambda: self._records(load()))
         if not self._entries.cache.lists_cached(len(ids)):
             return load()  # it would evict itself from the memory tier: the SQL is faster
-        return in_order(ids, self.get_many(ids))
+        return self._hydrate(self._entries.listed(ids, self._load_records))
 
     def get_for(self, user_id: int, account_id: int) -> UserProfile | None:
         if not (is_valid_id(user_id) and is_valid_id(account_id)):

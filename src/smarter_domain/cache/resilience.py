@@ -514,34 +514,36 @@ class ResilientRedisProxy(ProxyBackend):
     def _fill_keys(key: str) -> tuple[str, str, str, str]:
         return key, generation_key(key), hold_key(key), lease_key(key)
 
-    def get_many(self, keys: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
-        """The values of ``keys`` found in Redis, and the keys missing (or foreign there), in
-        one MGET (one per node, pipelined, on a cluster)."""
+    def get_many(self, keys: Sequence[str]) -> tuple[list[Any], list[int]]:
+        """The values of ``keys`` in Redis, in their order (``NO_VALUE`` where a key is missing,
+        or foreign there), and the positions of those, in one MGET (one per node, pipelined,
+        on a cluster)."""
         values = self._call(None, lambda: read_raw(self.client, keys, self.wire))
         if values is None:
-            return {}, list(keys)
+            return [NO_VALUE] * len(keys), list(range(len(keys)))
         read, typed, limit = codec.read_record, _TYPED_DECODERS, self.max_value_bytes
         if values and None not in values:  # all there: of one kind, decoded in one pass of C
             kinds = set(map(_kind_of, values))
             decoder = typed.get(kinds.pop()) if len(kinds) == 1 else None
             if decoder is not None and max(map(len, values)) <= limit:
                 with contextlib.suppress(Exception, RecursionError):  # else: one by one, below
-                    decoded = map(_value_of, map(decoder.decode, map(_body_of, values)))
-                    return dict(zip(keys, decoded, strict=True)), []
-        found: dict[str, Any] = {}
-        missing: list[str] = []
-        for key, raw in zip(keys, values, strict=True):
+                    return list(map(_value_of, map(decoder.decode, map(_body_of, values)))), []
+        found: list[Any] = []
+        missing: list[int] = []
+        for position, (key, raw) in enumerate(zip(keys, values, strict=True)):
             if raw is None:
-                missing.append(key)
+                found.append(NO_VALUE)
+                missing.append(position)
                 continue
             try:
                 if len(raw) > limit:
                     raise CantDeserializeException()  # neither read nor stored
                 decoder = typed.get(_kind_of(raw))
-                found[key] = read(raw)[1] if decoder is None else decoder.decode(_body_of(raw))[1]
+                found.append(read(raw)[1] if decoder is None else decoder.decode(_body_of(raw))[1])
             except (Exception, RecursionError):  # whatever a hostile record triggers
                 self._foreign_raw(key, raw)
-                missing.append(key)
+                found.append(NO_VALUE)
+                missing.append(position)
         return found, missing
 
     def _foreign_raw(self, key: str, raw: bytes, size: int | None = None) -> None:

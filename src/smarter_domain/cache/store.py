@@ -19,7 +19,7 @@ gets them as ``CachedValue``s.)
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from itertools import repeat
 from typing import Any
 
@@ -135,17 +135,20 @@ class MemoryStore(MutableMapping[str, Any]):
             self._insert(key, entry)
             return True
 
-    def store(self, values: Mapping[str, Any], stamp: Stamp, current: Callable[[], bool]) -> None:
-        """Many values, stamped ``stamp``, under one lock, if ``current()`` (as ``put_if``)."""
+    def store(
+        self, keys: Sequence[str], values: Sequence[Any], stamp: Stamp, current: Callable[[], bool]
+    ) -> None:
+        """``values[i]`` under ``keys[i]``, all stamped ``stamp``, under one lock, if
+        ``current()`` (as ``put_if``)."""
         with self._lock:
             if not current():
                 return
             young, half = self.young, self._half
-            if len(young) + len(values) < half:  # no rotation: in one pass of C
-                entries = zip(values.values(), repeat(stamp))  # plain tuples (``as_cached``)
-                young.update(zip(values, entries, strict=False))  # ``repeat`` has no end
+            if len(young) + len(keys) < half:  # no rotation: in one pass of C
+                entries = zip(values, repeat(stamp))  # plain tuples (``as_cached``)
+                young.update(zip(keys, entries, strict=False))  # ``repeat`` has no end
                 return
-            for key, value in values.items():
+            for key, value in zip(keys, values, strict=True):
                 young[key] = (value, stamp)
                 if len(young) >= half:
                     self.old, self.young = young, {}

@@ -63,18 +63,6 @@ _entry = tuple.__new__
 _value_of, _stamp_of = itemgetter(0), itemgetter(1)  # of a memory entry
 
 
-def _split(keys: Sequence[str], values: Sequence[Any]) -> tuple[dict[str, Any], list[str]]:
-    """A multi-get's answer: the values found, and the keys that were not."""
-    found: dict[str, Any] = {}
-    missing: list[str] = []
-    for key, value in zip(keys, values, strict=True):
-        if value is NO_VALUE:
-            missing.append(key)
-        else:
-            found[key] = value
-    return found, missing
-
-
 class TieredCache:
     def __init__(
         self,
@@ -359,94 +347,115 @@ class TieredCache:
 
     def get_many_or_load(
         self, keys: Sequence[str], loader: Callable[[list[str]], Mapping[str, Any]]
-    ) -> dict[str, Any]:
-        """Each key once: memory, then one MGET, then one call of ``loader(missing_keys)``;
-        a key the loader leaves out is cached as None. More keys than ``keep_limit`` are
-        served from Redis (or loaded) without going into the memory tier."""
-        found: dict[str, Any] = {}
-        missing = list(keys)
-        use_memory = self.memory_usable()
-        if use_memory:
-            found, missing = self._memory_many(missing)
-            self.stats.add("memory_hits", len(found))
+    ) -> list[Any]:
+        """The values of ``keys`` (each key once), in their order: memory, then one MGET, then
+        one call of ``loader(missing_keys)``; a key the loader leaves out is None (and cached
+        as None). More keys than ``keep_limit`` are served from Redis (or loaded) without going
+        into the memory tier. Values travel as lists aligned with ``keys`` (no dict per tier:
+        a list of 1,000 is mostly passes of C over them)."""
+        count = len(keys)
+        missing: Sequence[int]
+        if self.memory_usable():
+            values, missing = self._memory_many(keys)
+            self.stats.add("memory_hits", count - len(missing))
             if not missing:
-                return found
+                return values
             self.stats.add("memory_misses", len(missing))
+            keep = self.keep_limit is None or count <= self.keep_limit
         else:
-            self.stats.add("memory_bypassed", len(missing))
-        keep = use_memory and (self.keep_limit is None or len(keys) <= self.keep_limit)
+            values, missing = [NO_VALUE] * count, range(count)
+            self.stats.add("memory_bypassed", count)
+            keep = False
         # Kept in memory only if no invalidation at all happened meanwhile (one comparison
         # for the whole batch; under writes a list is then served from Redis this time).
         version = self.stripes.version if keep else None
         guard = self.guard
         if guard is not None:
-            from_redis, missing = guard.get_many(missing)
-            self.stats.add("redis_hits", len(from_redis))
-            if version is not None:
-                self._fill_memory(from_redis, version)
-            if not found:
-                found = from_redis
+            asked = keys if len(missing) == count else [keys[i] for i in missing]
+            found, absent = guard.get_many(asked)
+            self.stats.add("redis_hits", len(asked) - len(absent))
+            if len(asked) == count:
+                values = found  # memory had none of them
             else:
-                found.update(from_redis)
-            if not missing:
-                return found
+                for position, value in zip(missing, found, strict=True):
+                    values[position] = value
+            if version is not None:
+                self._fill_memory(asked, found, version, absent)
+            if not absent:
+                return values
+            missing = [missing[i] for i in absent]
             self.stats.add("redis_misses", len(missing))
-        generations = guard.generations(missing) if guard is not None else None
+        wanted = [keys[i] for i in missing]
+        generations = guard.generations(wanted) if guard is not None else None
         self.stats.add("loads")
-        loaded = loader(missing)
-        fresh = {key: loaded.get(key) for key in missing}
-        found.update(fresh)
+        loaded = loader(wanted)
+        fresh = [loaded.get(key) for key in wanted]
+        for position, value in zip(missing, fresh, strict=True):
+            values[position] = value
         if guard is not None:
-            stored = guard.fill(list(fresh.items()), generations)
-            fresh = {k: v for (k, v), ok in zip(fresh.items(), stored, strict=True) if ok}
+            stored = guard.fill(list(zip(wanted, fresh, strict=True)), generations)
+            refused = [i for i, ok in enumerate(stored) if not ok]
+        else:
+            refused = []
         if version is not None:
-            self._fill_memory(fresh, version)
-        return found
+            self._fill_memory(wanted, fresh, version, refused)
+        return values
 
-    def _memory_many(self, keys: list[str]) -> tuple[dict[str, Any], list[str]]:
-        """The fresh entries of ``keys`` in the memory tier, and the keys it lacks."""
+    def _memory_many(self, keys: Sequence[str]) -> tuple[list[Any], Sequence[int]]:
+        """The fresh entries of ``keys`` in the memory tier, in their order (``NO_VALUE`` where
+        it has none), and the positions it lacks."""
+        count = len(keys)
         store = self._lru
-        listener = self.listener
         if store is None:
-            return _split(keys, self.memory.get_multi(keys))  # type: ignore[no-untyped-call]
+            got = list(self.memory.get_multi(keys))  # type: ignore[no-untyped-call]
+            return got, [i for i, value in enumerate(got) if value is NO_VALUE]
+        listener = self.listener
         if listener is not None and monotonic() >= listener.trusted_until:
-            return {}, keys
+            return [NO_VALUE] * count, range(count)
+        young, old = store.young, store.old
+        if young.keys().isdisjoint(keys) and (not old or old.keys().isdisjoint(keys)):
+            return [NO_VALUE] * count, range(count)  # none there (a cold tier), in C
         oldest = time() - self._ttl if self._ttl else float("-inf")
-        entries: list[Any] = list(map(store.young.get, keys))  # one pass of C for each case:
-        absent = entries.count(None)
-        old = store.old
-        if absent == len(keys) and (not old or list(map(old.get, keys)).count(None) == absent):
-            return {}, keys  # none there (a cold tier)
-        if not absent and min(map(_stamp_of, entries)) > oldest:
-            return dict(zip(keys, map(_value_of, entries), strict=True)), []  # all fresh
-        found: dict[str, Any] = {}
-        missing: list[str] = []
-        for key, cached in zip(keys, entries, strict=True):
+        entries: list[Any] = list(map(young.get, keys))  # one pass of C for the common case
+        if None not in entries and min(map(_stamp_of, entries)) > oldest:
+            return list(map(_value_of, entries)), []  # all fresh
+        values: list[Any] = []
+        missing: list[int] = []
+        for position, (key, cached) in enumerate(zip(keys, entries, strict=True)):
             if cached is None:
                 cached = old.get(key)  # store.from_old, inline: this runs for every member
                 if cached is None:
-                    missing.append(key)
+                    values.append(NO_VALUE)
+                    missing.append(position)
                     continue
                 store.promote(key, cached)
             if cached[1] <= oldest:
-                missing.append(key)
+                values.append(NO_VALUE)
+                missing.append(position)
             else:
-                found[key] = cached[0]
-        return found, missing
+                values.append(cached[0])
+        return values, missing
 
-    def _fill_memory(self, values: Mapping[str, Any], version: int) -> None:
-        """Keep ``values`` in memory if no invalidation happened since ``version`` was read
-        (checked under our store's lock, as in ``_keep``; another region: checked again
-        after the store, and all dropped if one happened in between)."""
-        if not values or not self.memory_usable() or self.stripes.version != version:
+    def _fill_memory(
+        self, keys: Sequence[str], values: Sequence[Any], version: int, skip: Sequence[int]
+    ) -> None:
+        """Keep ``values[i]`` under ``keys[i]`` in memory (but for the positions in ``skip``)
+        if no invalidation happened since ``version`` was read (checked under our store's
+        lock, as in ``_keep``; another region: checked again after the store, and all dropped
+        if one happened in between)."""
+        if len(skip) == len(keys) or not self.memory_usable() or self.stripes.version != version:
             return
+        if skip:
+            left_out = set(skip)
+            kept = [i for i in range(len(keys)) if i not in left_out]
+            keys, values = [keys[i] for i in kept], [values[i] for i in kept]
         stripes, store = self.stripes, self._lru
         if store is not None:
-            store.store(values, self._stamp_now(), lambda: stripes.version == version)
+            store.store(keys, values, self._stamp_now(), lambda: stripes.version == version)
             return
-        self.memory.set_multi(values)
+        self.memory.set_multi(dict(zip(keys, values, strict=True)))
         if stripes.version != version:
-            self.memory.delete_multi(list(values))
+            self.memory.delete_multi(list(keys))
 
     # -- invalidation ---------------------------------------------------------------------
 
