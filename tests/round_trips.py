@@ -1,15 +1,19 @@
-"""Counting what a call sends to Redis: the commands clients send (round trips), apart from the
-commands the scripts they run call inside Redis (which ``INFO commandstats`` counts too)."""
+"""Counting what a call sends to Redis: the commands clients send, apart from the commands the
+scripts they run call inside Redis (which ``INFO commandstats`` counts too); and the round
+trips a ``Wire`` makes (a pipeline of several commands is one: every command is sent before
+any reply is read)."""
 
 from __future__ import annotations
 
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import redis
+
+from smarter_domain.cache.wire import Wire
 
 IGNORED = ("monitor", "ping", "echo", "hello", "client", "auth", "select", "getrange")
 """Never counted: the listener's pings, this helper's own markers, and what a new connection
@@ -45,4 +49,30 @@ def commands_sent(client: redis.Redis, action: Callable[[], Any]) -> Counter[str
     client.echo(marker)
     assert done.wait(10), "MONITOR did not see the end marker"
     thread.join(5)
+    return seen
+
+
+def exchanges_on(wire: Wire, action: Callable[[], Any]) -> list[str]:
+    """The round trips ``action()`` makes on ``wire``: a command's name for each single
+    command, ``"pipeline"`` for each pipeline."""
+    seen: list[str] = []
+    call, pipeline = Wire.__call__, Wire.pipeline
+
+    def counted_call(self: Wire, *args: Any) -> Any:
+        if self is wire:
+            seen.append(str(args[0]))
+        return call(self, *args)
+
+    def counted_pipeline(self: Wire, commands: Iterable[Sequence[Any]]) -> list[Any]:
+        if self is wire:
+            seen.append("pipeline")
+        return pipeline(self, commands)
+
+    Wire.__call__ = counted_call  # type: ignore[method-assign]
+    Wire.pipeline = counted_pipeline  # type: ignore[method-assign]
+    try:
+        action()
+    finally:
+        Wire.__call__ = call  # type: ignore[method-assign]
+        Wire.pipeline = pipeline  # type: ignore[method-assign]
     return seen

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import logging
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
 from smarter_domain import Account, Domain, User
 from smarter_domain.cache import codec
+from smarter_domain.cache.repositories import SLICE
+from smarter_domain.cache.tiered import TieredCache
 from smarter_domain.testing import AccountFactory, UserFactory, UserProfileFactory
 
-from .round_trips import commands_sent
+from .round_trips import commands_sent, exchanges_on
 
 pytestmark = pytest.mark.smarter_backends("sqlite")  # the database is not the subject here
 
@@ -114,6 +118,75 @@ def test_lists_read_their_entities_in_one_round_trip(
     )
     assert found == users
     assert sent == {"evalsha": 1, "mget": 1}  # the ids (a lookup), then every member
+
+
+def test_a_long_list_reads_its_members_in_slices_pipelined_in_one_round_trip(
+    redis_domain: Domain, redis_client: redis.Redis
+) -> None:
+    """One MGET per ``SLICE`` members, each sent as soon as its keys are built, and every
+    reply read after the last send: the ids, then the members, two round trips."""
+    account = AccountFactory()
+    users = UserFactory.create_batch(SLICE * 2 + 8)
+    for user in users:
+        UserProfileFactory(user=user, account=account)
+    assert redis_domain.users.list_for_account(account.id) == users
+    redis_domain.cache.clear_memory()
+    guard = redis_domain.cache.guard
+    assert guard is not None
+    found: list[User] = []
+    exchanges: list[str] = []
+    sent = commands_sent(
+        redis_client,
+        lambda: exchanges.extend(
+            exchanges_on(
+                guard.wire,
+                lambda: found.extend(redis_domain.users.list_for_account(account.id)),
+            )
+        ),
+    )
+    assert found == users
+    assert sent == {"evalsha": 1, "mget": 3}
+    assert exchanges == ["EVALSHA", "pipeline"]
+    assert redis_domain.cache.stats.snapshot()["redis_hits"] >= len(users)
+
+
+def test_an_error_of_the_memory_tier_mid_list_is_not_a_redis_outage(
+    redis_domain: Domain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The memory tier is looked at a slice at a time while the MGETs go out: an error there
+    reaches the caller as it is, and Redis is not marked down."""
+    account = AccountFactory()
+    users = UserFactory.create_batch(SLICE + 4)
+    for user in users:
+        UserProfileFactory(user=user, account=account)
+    assert redis_domain.users.list_for_account(account.id) == users
+    redis_domain.cache.clear_memory()
+    looked = TieredCache._memory_many
+    calls: list[int] = []
+
+    def failing_on_the_second_slice(self: TieredCache, keys: Sequence[str]) -> Any:
+        calls.append(len(keys))
+        if len(calls) == 2:
+            raise RuntimeError("the memory tier failed")
+        return looked(self, keys)
+
+    monkeypatch.setattr(TieredCache, "_memory_many", failing_on_the_second_slice)
+    with pytest.raises(RuntimeError, match="the memory tier failed"):
+        redis_domain.users.list_for_account(account.id)
+    guard = redis_domain.cache.guard
+    assert guard is not None and not guard.breaker.is_down
+    assert redis_domain.cache.stats.snapshot()["redis_errors"] == 0
+    monkeypatch.undo()
+    assert redis_domain.users.list_for_account(account.id) == users
+
+
+def test_an_id_listed_twice_is_served_twice(redis_domain: Domain) -> None:
+    """As the wrapped repository would list it (the SQL one never does)."""
+    first, second = UserFactory(), UserFactory()
+    listed = redis_domain.users._entries.listed(
+        [first.id, second.id, first.id, 0], redis_domain.users.inner.get_many
+    )
+    assert listed == [first, second, first]
 
 
 def test_writes_invalidate_after_commit_only(

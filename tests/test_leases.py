@@ -261,9 +261,9 @@ def test_an_oversized_record_in_a_list_is_a_miss(
     assert guard is not None
     guard.max_value_bytes = 4096  # a small limit: 16 MiB would not read within the timeout
     key = f"{redis_domain.cache.keys.namespace}:huge"
-    guard.get_many([key])  # its connection first (a new one may flush the namespace)
+    guard.get_many([[key]])  # its connection first (a new one may flush the namespace)
     redis_client.set(key, codec.record(b"x" * 5000, time.time()))
-    found, missing = guard.get_many([key])
+    found, missing = guard.get_many([[key]])
     assert found == [NO_VALUE] and missing == [0]
     assert redis_domain.cache.stats.snapshot()["decode_errors"] == 1
 

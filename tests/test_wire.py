@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -89,6 +90,83 @@ def test_an_argument_redis_cannot_take_is_a_data_error(client: redis.Redis) -> N
     with pytest.raises(redis.DataError):
         wire("ECHO", None)
     assert wire("ECHO", "after") == b"after"
+
+
+def test_a_pipeline_sends_each_command_as_it_is_built_then_reads_every_reply(
+    client: redis.Redis, smarter_redis_server: RedisServer
+) -> None:
+    """Each command goes out when the iterable yields it (the server has run the first
+    before the second is built), and the replies come back in order, after the last send."""
+    wire = Wire(client)
+    other = redis.Redis.from_url(smarter_redis_server.url)
+    seen_by_the_server: list[bytes | None] = []
+
+    def commands() -> Iterator[tuple[str, ...]]:
+        for n in range(3):
+            yield ("SET", f"wire:pipelined:{n}", f"v{n}")
+            seen_by_the_server.append(other.get(f"wire:pipelined:{n}"))
+        yield ("MGET", *(f"wire:pipelined:{n}" for n in range(3)))
+
+    assert wire.pipeline(commands()) == [b"OK", b"OK", b"OK", [b"v0", b"v1", b"v2"]]  # raw replies
+    assert seen_by_the_server == [b"v0", b"v1", b"v2"]
+    assert wire.pipeline([]) == []
+    assert len(wire._idle) == 1
+    other.close()
+
+
+def test_a_health_check_never_runs_between_the_commands_of_a_pipeline(
+    smarter_redis_server: RedisServer,
+) -> None:
+    """A ping due part way through a pipeline would read the reply of the command before
+    it: the check runs once, before the first send."""
+    checked = redis.Redis.from_url(
+        smarter_redis_server.url,
+        socket_timeout=0.25,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0.05,
+    )
+    wire = Wire(checked)
+    assert wire.direct
+
+    def commands() -> Iterator[tuple[str, ...]]:
+        for n in range(3):
+            yield ("ECHO", f"e{n}")
+            time.sleep(0.1)  # the next health check is due before the next send
+
+    for _ in range(2):
+        assert wire.pipeline(commands()) == [b"e0", b"e1", b"e2"]
+    checked.close()
+
+
+def test_a_failed_pipeline_leaves_no_reply_behind(client: redis.Redis) -> None:
+    """An error reply, an argument Redis cannot take or a timeout part way through a
+    pipeline: the connection is dropped (replies of the commands sent may be unread), and
+    the next command reads its own reply."""
+    wire = Wire(client)
+    client.set("wire:string", "x")
+    with pytest.raises(redis.ResponseError):
+        wire.pipeline([("LPUSH", "wire:string", "y"), ("ECHO", "stray")])
+    assert wire("ECHO", "after an error reply") == b"after an error reply"
+    with pytest.raises(redis.DataError):
+        wire.pipeline([("ECHO", "stray"), ("ECHO", None)])
+    assert wire("ECHO", "after a bad argument") == b"after a bad argument"
+    with pytest.raises(redis.TimeoutError):
+        wire.pipeline([("ECHO", "stray"), ("BLPOP", "wire:nothing", "0.6"), ("ECHO", "x")])
+    for n in range(3):
+        assert wire.pipeline([("ECHO", f"after {n}"), ("ECHO", "!")]) == [
+            f"after {n}".encode(),
+            b"!",
+        ]
+
+
+def test_a_pipeline_through_redis_py_for_clients_it_does_not_serve(
+    smarter_redis_server: RedisServer,
+) -> None:
+    retrying = redis.Redis.from_url(smarter_redis_server.url)
+    through = Wire(retrying)
+    assert not through.direct
+    assert through.pipeline(("ECHO", w) for w in ("a", "b")) == [b"a", b"b"]
+    retrying.close()
 
 
 @pytest.mark.parametrize("check", [False, True])

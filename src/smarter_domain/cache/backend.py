@@ -15,7 +15,7 @@ same records whatever dogpile Redis backend an application's region has undernea
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from dogpile.cache import register_backend
@@ -51,6 +51,18 @@ def read_raw(client: Any, keys: Sequence[str], wire: Any = None) -> list[Any]:
     if wire is not None:
         return list(wire("MGET", *keys)) if keys else []
     return list(client.mget(keys))
+
+
+def read_slices(client: Any, slices: Iterable[Sequence[str]], wire: Any) -> list[Any]:
+    """``read_raw`` of the keys of ``slices`` (consecutive slices of one list of keys), one
+    MGET per slice pipelined on ``wire`` (each sent as soon as ``slices`` yields it); on a
+    cluster, one ``read_raw`` of them all."""
+    if isinstance(client, RedisCluster):
+        return read_raw(client, [key for keys in slices for key in keys])
+    values: list[Any] = []
+    for reply in wire.pipeline(("MGET", *keys) for keys in slices if keys):
+        values += reply
+    return values
 
 
 def write_records(client: Any, records: Mapping[str, bytes], ttl: int | None) -> None:

@@ -2,7 +2,8 @@
 
 Each entity is cached once, under its id. Lookups by username, account number, default flag
 and membership lists cache ids and hydrate from the entity entries, so invalidating an entity
-fixes every view of it; lists read their entities with one multi-get. Writes go to the wrapped
+fixes every view of it; lists read their entities with one multi-get (MGETs of a few
+hundred keys each, pipelined in one round trip). Writes go to the wrapped
 repository; the domain invalidates what they made stale after their transaction commits.
 An id that is not an int the database can hold finds nothing and never reaches a key
 (``"1"`` would be keyed like ``1``).
@@ -99,32 +100,41 @@ class _EntityCache(Generic[E]):
 
     def listed(self, ids: list[int], load: Callable[[list[int]], Mapping[int, E]]) -> list[E]:
         """The entities of a cached list of ids (``ids_of``), in its order, without those
-        deleted meanwhile."""
-        values, complete = self._values(_in_range(ids), load)
-        return values if complete else [v for v in values if v is not None]
+        deleted meanwhile (an id listed twice, twice)."""
+        valid = _in_range(ids)
+        values, complete = self._values(valid, load)
+        if len(valid) == len(ids):
+            return values if complete else [v for v in values if v is not None]
+        found = dict(zip(valid, values, strict=True))
+        return [v for v in map(found.get, ids) if v is not None]
 
     def _values(
         self, ids: list[int], load: Callable[[list[int]], Mapping[int, E]]
     ) -> tuple[list[Any], bool]:
         """The entity (or None) of each of ``ids`` (valid, each once), in their order, and
-        whether all were found. The common case is passes of C over the list: keys built in
-        a comprehension, the values' types and ids compared with one ``set`` and one ``==``."""
+        whether all were found. The keys are built a slice at a time, as the cache reads
+        them (``TieredCache.values_or_load``: Redis works on the first slice while the next
+        is built). The common case is passes of C over the list: keys built in a
+        comprehension, the values' types and ids compared with one ``set`` and one ``==``."""
         key_of, prefix = self.key, self.prefix
-        keys = [f"{prefix}{i}" for i in ids]  # key(i) of each, inline
+        start = len(prefix)
+        slices = (
+            [f"{prefix}{i}" for i in ids[first : first + SLICE]]  # key(i) of each, inline
+            for first in range(0, len(ids), SLICE)
+        )
 
         def loader(missing: list[str]) -> dict[str, E]:
-            id_of = dict(zip(keys, ids, strict=True))
-            loaded = load([id_of[key] for key in missing])
+            loaded = load([int(key[start:]) for key in missing])  # each key is prefix + id
             return {key_of(i): entity for i, entity in loaded.items()}
 
-        values = self.cache.get_many_or_load(keys, loader)
+        values = self.cache.values_or_load(slices, len(ids), loader)
         kind = self.kind
         if _of_type(kind, values) and list(map(_id_of, values)) == ids:  # the common case
             return values, True
         checked: list[Any] = []
-        for key, entity_id, value in zip(keys, ids, values, strict=True):
+        for entity_id, value in zip(ids, values, strict=True):
             if value is not None and (type(value) is not kind or value.id != entity_id):
-                value = self._checked(key, value, entity_id)
+                value = self._checked(key_of(entity_id), value, entity_id)
                 if value is _WRONG_TYPE:
                     value = load([entity_id]).get(entity_id)
             checked.append(value)
@@ -191,6 +201,9 @@ class _EntityCache(Generic[E]):
 
 
 _WRONG_TYPE = object()
+
+SLICE = 256
+"""Keys per MGET of a multi-get: the first goes out while the next slice's keys are built."""
 _INT = frozenset((int,))
 _id_of = attrgetter("id")
 

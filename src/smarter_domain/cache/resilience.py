@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -50,7 +50,7 @@ from redis.exceptions import (
 from redis.lock import Lock
 
 from . import codec, scripts
-from .backend import cached_value, read_raw, record_of, write_records
+from .backend import cached_value, read_raw, read_slices, record_of, write_records
 from .keys import CacheKeys
 from .scripts import ack_keys, generation_key, hold_key, lease_key
 from .stats import CacheStats
@@ -514,11 +514,33 @@ class ResilientRedisProxy(ProxyBackend):
     def _fill_keys(key: str) -> tuple[str, str, str, str]:
         return key, generation_key(key), hold_key(key), lease_key(key)
 
-    def get_many(self, keys: Sequence[str]) -> tuple[list[Any], list[int]]:
-        """The values of ``keys`` in Redis, in their order (``NO_VALUE`` where a key is missing,
-        or foreign there), and the positions of those, in one MGET (one per node, pipelined,
-        on a cluster)."""
-        values = self._call(None, lambda: read_raw(self.client, keys, self.wire))
+    def get_many(self, slices: Iterable[Sequence[str]]) -> tuple[list[Any], list[int]]:
+        """The values in Redis of the keys of ``slices`` (consecutive slices of one list of
+        keys, each sent as soon as it is yielded: see ``Wire.pipeline``), in their order
+        (``NO_VALUE`` where a key is missing, or foreign there), and the positions of those.
+        One MGET per slice, pipelined (one per node on a cluster). ``slices`` is read to its
+        end even when Redis is not asked."""
+        slices = iter(slices)
+        sent: list[Sequence[str]] = []
+        failed: list[Exception] = []
+
+        def tracked() -> Iterator[Sequence[str]]:
+            while True:
+                try:
+                    some = next(slices)
+                except StopIteration:
+                    return
+                except Exception as exc:  # the caller's, not Redis's: raised below
+                    failed.append(exc)
+                    return
+                sent.append(some)
+                yield some
+
+        values = self._call(None, lambda: read_slices(self.client, tracked(), self.wire))
+        if failed:
+            raise failed[0]
+        sent.extend(slices)  # what Redis was not asked for (nothing when it answered)
+        keys = sent[0] if len(sent) == 1 else [key for some in sent for key in some]
         if values is None:
             return [NO_VALUE] * len(keys), list(range(len(keys)))
         read, typed, limit = codec.read_record, _TYPED_DECODERS, self.max_value_bytes

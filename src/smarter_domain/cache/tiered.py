@@ -17,7 +17,8 @@ Coherence (with the Redis tier's proxy and an invalidation listener):
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from itertools import chain
 from operator import itemgetter
 from time import monotonic, sleep, time
 from typing import Any
@@ -342,39 +343,83 @@ class TieredCache:
 
     def lists_cached(self, count: int) -> bool:
         """Whether a list of ``count`` entities is worth caching: always with Redis (its
-        members come from one MGET); without it, only if the memory tier keeps them."""
+        members come from MGETs pipelined in one round trip); without it, only if the memory
+        tier keeps them."""
         return self.guard is not None or self.keep_limit is None or count <= self.keep_limit
 
     def get_many_or_load(
         self, keys: Sequence[str], loader: Callable[[list[str]], Mapping[str, Any]]
+    ) -> dict[str, Any]:
+        """``values_or_load`` of ``keys`` (each once), as a dict."""
+        keys = list(keys)
+        return dict(zip(keys, self.values_or_load([keys], len(keys), loader), strict=True))
+
+    def values_or_load(
+        self,
+        slices: Iterable[Sequence[str]],
+        count: int,
+        loader: Callable[[list[str]], Mapping[str, Any]],
     ) -> list[Any]:
-        """The values of ``keys`` (each key once), in their order: memory, then one MGET, then
-        one call of ``loader(missing_keys)``; a key the loader leaves out is None (and cached
-        as None). More keys than ``keep_limit`` are served from Redis (or loaded) without going
-        into the memory tier. Values travel as lists aligned with ``keys`` (no dict per tier:
-        a list of 1,000 is mostly passes of C over them)."""
-        count = len(keys)
-        missing: Sequence[int]
-        if self.memory_usable():
-            values, missing = self._memory_many(keys)
-            self.stats.add("memory_hits", count - len(missing))
-            if not missing:
-                return values
-            self.stats.add("memory_misses", len(missing))
-            keep = self.keep_limit is None or count <= self.keep_limit
-        else:
-            values, missing = [NO_VALUE] * count, range(count)
-            self.stats.add("memory_bypassed", count)
-            keep = False
+        """The values of the ``count`` keys of ``slices`` (consecutive slices of one list of
+        keys, each key once), in their order: memory, then Redis, then one call of
+        ``loader(missing_keys)``; a key the loader leaves out is None (and cached as None).
+        More keys than ``keep_limit`` are served from Redis (or loaded) without going into the
+        memory tier.
+
+        A slice's keys the memory tier lacks go to Redis as one MGET, sent (on a server the
+        wire serves directly) as soon as the slice is looked at, before the next slice is even
+        built, and every reply read after the last send (``Wire.pipeline``): one round trip,
+        in which Redis works on the first slice while the caller builds the rest. Values
+        travel as lists aligned with the keys (no dict per tier: a list of 1,000 is mostly
+        passes of C over them)."""
+        use_memory = self.memory_usable()
         # Kept in memory only if no invalidation at all happened meanwhile (one comparison
         # for the whole batch; under writes a list is then served from Redis this time).
+        keep = use_memory and (self.keep_limit is None or count <= self.keep_limit)
         version = self.stripes.version if keep else None
+        keys: list[str] = []
+        values: list[Any] = []
+        missing: list[int] = []
+
+        def lacking() -> Iterator[Sequence[str]]:
+            """Each slice's keys that the memory tier lacks (every slice's keys and values
+            noted on the way)."""
+            for some in slices:
+                if use_memory:
+                    found, absent = self._memory_many(some)
+                else:
+                    found, absent = [NO_VALUE] * len(some), range(len(some))
+                offset = len(keys)
+                keys.extend(some)
+                values.extend(found)
+                if len(absent) == len(some):
+                    missing.extend(range(offset, offset + len(some)))
+                    yield some
+                elif absent:
+                    missing.extend([offset + i for i in absent])
+                    yield [some[i] for i in absent]
+
+        asking = lacking()
+        first = next(asking, None)  # none: the memory tier had them all, Redis is not asked
         guard = self.guard
-        if guard is not None:
-            asked = keys if len(missing) == count else [keys[i] for i in missing]
-            found, absent = guard.get_many(asked)
+        if first is not None and guard is not None:
+            found, absent = guard.get_many(chain((first,), asking))
+        else:
+            found, absent = [], []
+            for _ in asking:  # the rest of the slices, through the memory tier
+                pass
+        if use_memory:
+            self.stats.add("memory_hits", len(keys) - len(missing))
+            if missing:
+                self.stats.add("memory_misses", len(missing))
+        else:
+            self.stats.add("memory_bypassed", len(keys))
+        if not missing:
+            return values
+        if first is not None and guard is not None:
+            asked = keys if len(missing) == len(keys) else [keys[i] for i in missing]
             self.stats.add("redis_hits", len(asked) - len(absent))
-            if len(asked) == count:
+            if len(asked) == len(keys):
                 values = found  # memory had none of them
             else:
                 for position, value in zip(missing, found, strict=True):

@@ -12,20 +12,22 @@ raw GET costs although it is a script call.
 What redis-py's pool guarantees is kept. A kept connection is checked before each use as the
 pool checks one it hands out (``Wire._ready``), so a restart or a failover costs no error. A
 connection whose exchange failed in any way but an error reply (a timeout, a reset, an
-interrupt mid-read) is disconnected, so it never carries a stray reply into the next command;
-it reconnects on its next use, running the client's connect hook (the restart watch). The
-connection's own health check runs as before. In a forked child the kept connections are
+interrupt mid-read; in a pipeline, an error reply too) is disconnected, so it never carries a
+stray reply into the next command; it reconnects on its next use, running the client's connect
+hook (the restart watch). The connection's own health check runs as before (once before a
+pipeline, never between its commands). In a forked child the kept connections are
 forgotten, never used or closed (their sockets are the parent's: a reply would go to whichever
 process reads first), as redis-py's pools do, by comparing the process id on every call (an
 at-fork hook could run after another hook that already sends). A client this cannot serve as
 redis-py would (a cluster client, a single-connection client, one whose connections retry, one
-with client-side caching) gets ``execute_command``.
+with client-side caching) gets ``execute_command`` (a redis-py pipeline for ``pipeline``).
 """
 
 from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterable, Sequence
 from time import monotonic
 from typing import Any
 
@@ -63,7 +65,7 @@ def _direct_pool(client: Any) -> Any:
     return pool
 
 
-def _send(connection: Any, packed: bytes) -> None:
+def _send(connection: Any, packed: bytes, check: bool = True) -> None:
     """``packed`` on ``connection`` in one write(2) where the socket is a plain one.
 
     A socket with a timeout (every one of ours) sends after a poll(2) for room, and Python
@@ -72,8 +74,11 @@ def _send(connection: Any, packed: bytes) -> None:
     command even goes out (an invalidation's acknowledgement, late by that much). A write to
     a socket with room in its buffer (the usual case: the last command's reply was read)
     sends at once; what does not fit goes out as redis-py sends it. TLS sockets are left to
-    redis-py."""
-    connection.check_health()  # as ``send_packed_command`` does (a ping when it is due)
+    redis-py. ``check``: the connection's health check first, as ``send_packed_command``
+    does (a ping when it is due; never between the commands of a pipeline, where the ping
+    would read the reply of the command before it)."""
+    if check:
+        connection.check_health()
     sock = connection._sock
     if type(sock) is not socket.socket or not _WRITE:
         connection.send_packed_command((packed,), check_health=False)
@@ -119,21 +124,8 @@ class Wire:
         pool = self._pool
         if pool is None:
             return self.client.execute_command(*args)
-        packed = None
-        if self._hiredis:
-            try:
-                packed = pack_command(args)
-            except TypeError as exc:  # as redis-py reports it (nothing was sent)
-                raise DataError(str(exc)) from exc
-        if self._pid != os.getpid():  # a forked child: the kept sockets are the parent's
-            self._idle = []  # first: another thread that sees the new pid reads this list
-            self._pid = os.getpid()
-        idle = self._idle
-        now = monotonic()
-        try:
-            connection, used = idle.pop()  # atomic: each caller gets its own
-        except IndexError:
-            connection, used = pool.get_connection(), None
+        packed = self._packed(args) if self._hiredis else None
+        connection, used, now = self._checkout(pool)
         try:
             if used is not None:
                 self._ready(pool, connection, now - used)
@@ -149,6 +141,59 @@ class Wire:
             raise
         finally:
             self._keep(connection, now)
+
+    def pipeline(self, commands: Iterable[Sequence[Any]]) -> list[Any]:
+        """The replies of ``commands``, each sent as soon as the iterable yields it, then all
+        read in order: one round trip, in which the server works on the first command while
+        the caller builds the next (a list's MGET in slices starts earlier than one MGET of
+        every key). Any failure, an error reply included, disconnects: replies may be left
+        unread. A client this cannot serve directly sends them as one redis-py pipeline
+        (once the iterable is exhausted)."""
+        pool = self._pool
+        if pool is None:
+            pipe = self.client.pipeline(transaction=False)
+            for args in commands:
+                pipe.execute_command(*args)
+            return list(pipe.execute())
+        connection, used, now = self._checkout(pool)
+        try:
+            if used is not None:
+                self._ready(pool, connection, now - used)
+            connection.check_health()  # once: a ping between two sends would read a reply
+            sent = 0
+            for args in commands:
+                if self._hiredis:
+                    _send(connection, self._packed(args), check=False)
+                else:
+                    connection.send_packed_command(
+                        connection.pack_command(*args), check_health=False
+                    )
+                sent += 1
+            return [connection.read_response() for _ in range(sent)]
+        except BaseException:
+            connection.disconnect()
+            raise
+        finally:
+            self._keep(connection, now)
+
+    @staticmethod
+    def _packed(args: Sequence[Any]) -> bytes:
+        try:
+            return pack_command(tuple(args))  # type: ignore[no-any-return]
+        except TypeError as exc:  # as redis-py reports it (this command was not sent)
+            raise DataError(str(exc)) from exc
+
+    def _checkout(self, pool: Any) -> tuple[Any, float | None, float]:
+        """A kept connection (and when it was last used), else one from the pool; and now."""
+        if self._pid != os.getpid():  # a forked child: the kept sockets are the parent's
+            self._idle = []  # first: another thread that sees the new pid reads this list
+            self._pid = os.getpid()
+        now = monotonic()
+        try:
+            connection, used = self._idle.pop()  # atomic: each caller gets its own
+        except IndexError:
+            return pool.get_connection(), None, now
+        return connection, used, now
 
     def _ready(self, pool: Any, connection: Any, idle_for: float) -> None:
         """Make a kept connection what the pool would hand out: one the pool still owns (a
