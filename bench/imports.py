@@ -28,6 +28,7 @@ TOP = 5
 
 BARE = "python -c pass"
 IMPORT = "import smarter_domain"
+CLI_IMPORT = "import smarter_domain.entrypoints.cli"
 FIRST_USE = "import smarter_domain; smarter_domain.Domain"
 HELP = "smarter-domain --help"
 
@@ -38,7 +39,7 @@ def help_command() -> list[str]:
     script = Path(sys.executable).with_name("smarter-domain")
     if script.is_file() and os.access(script, os.X_OK):
         return [str(script), "--help"]
-    return [sys.executable, "-m", "smarter_domain.cli", "--help"]
+    return [sys.executable, "-m", "smarter_domain.entrypoints.cli", "--help"]
 
 
 def commands() -> dict[str, list[str]]:
@@ -164,7 +165,9 @@ def import_rows(bench: Any, runs: int = RUNS) -> None:
     counts = {
         IMPORT: module_count(IMPORT),
         FIRST_USE: module_count(FIRST_USE),
-        "import smarter_domain.cli": module_count("import smarter_domain.cli"),
+        "import smarter_domain.entrypoints.cli": module_count(
+            "import smarter_domain.entrypoints.cli"
+        ),
     }
     bench.fact(
         "  modules loaded (beyond the bare interpreter's)",

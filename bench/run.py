@@ -31,9 +31,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import smarter_domain as sd
+from smarter_domain.adapters.orm import UserRow
+from smarter_domain.adapters.repositories import user_from_row
 from smarter_domain.cache import codec
-from smarter_domain.orm import UserRow
-from smarter_domain.repositories.sql import user_from_row
 from smarter_domain.testing import PostgresServer, RedisServer
 
 HERE = Path(__file__).resolve().parent

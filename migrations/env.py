@@ -17,13 +17,13 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import Connection
 
-from smarter_domain.database import create_domain_engine
+from smarter_domain.adapters.database import create_domain_engine
 from smarter_domain.migrations import (
     DEFAULT_VERSION_TABLE,
     check_version_table,
     migration_connection,
 )
-from smarter_domain.orm import Base
+from smarter_domain.adapters.orm import Base
 from smarter_domain.settings import Settings
 
 config = context.config

@@ -32,8 +32,7 @@ from sqlalchemy.exc import IntegrityError, NoReferencedTableError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from smarter_domain import schema
-from smarter_domain.database import create_domain_engine
-from smarter_domain.errors import ConfigurationError
+from smarter_domain.adapters.database import create_domain_engine
 from smarter_domain.migrations import (
     DEFAULT_VERSION_TABLE,
     current,
@@ -41,6 +40,7 @@ from smarter_domain.migrations import (
     upgrade,
     versions_directory,
 )
+from smarter_domain.model.errors import ConfigurationError
 
 from .test_migrations import make_first_release_database, versions
 

@@ -28,7 +28,7 @@ from smarter_domain import (
     UserBroker,
     cache_invalidate,
 )
-from smarter_domain.orm import Base, UserRow
+from smarter_domain.adapters.orm import Base, UserRow
 from smarter_domain.testing.servers import free_port
 
 pytestmark = pytest.mark.smarter_backends("sqlite", "postgresql")

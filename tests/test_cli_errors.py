@@ -15,7 +15,7 @@ import yaml
 from .builders import cli_env
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-RUN_CLI = "from smarter_domain.cli import main; main(prog_name='smarter-domain')"
+RUN_CLI = "from smarter_domain.entrypoints.cli import main; main(prog_name='smarter-domain')"
 CLOSED_PORT_URL = "postgresql://u@127.0.0.1:1/x"
 
 # Every command that reads or writes the database (``cache stats`` does not: it shows this
@@ -238,7 +238,7 @@ def test_a_bad_setting_is_one_line(tmp_path: Path) -> None:
 
 
 UNEXPECTED = (
-    "import smarter_domain.cli as cli\n"
+    "import smarter_domain.entrypoints.cli as cli\n"
     "class Broken:\n"
     "    def __init__(self, *args, **kwargs):\n"
     "        raise RuntimeError('boom\\nsecond line\\n[SQL: SELECT secret]')\n"

@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 
 import smarter_domain as sd
 from smarter_domain import Domain
-from smarter_domain.orm import AccountRow, UserProfileRow, UserRow
+from smarter_domain.adapters.orm import AccountRow, UserProfileRow, UserRow
 from smarter_domain.testing import AccountFactory, UserFactory, UserProfileFactory
 
 

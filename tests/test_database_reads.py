@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, event, text
 
 from smarter_domain import Domain
-from smarter_domain.database import _closed_by_server, autocommit_reads
+from smarter_domain.adapters.database import _closed_by_server, autocommit_reads
 
 pytestmark = pytest.mark.smarter_backends("postgresql")
 

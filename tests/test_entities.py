@@ -7,7 +7,7 @@ import pytest
 
 import smarter_domain as sd
 from smarter_domain import SMARTER_ACCOUNT_NUMBER, Account, User, UserProfile
-from smarter_domain.account_number import (
+from smarter_domain.model.account_number import (
     generate_account_number,
     is_account_number,
     random_account_number,

@@ -117,7 +117,7 @@ def test_invalidate_true_finds_a_profile_cached_as_missing(domain: Domain) -> No
     with pytest.raises(sd.ConfigurationError):
         sd.get_cached_smarter_admin_user_profile()  # caches "no profile"
     with domain.engine.begin() as connection:  # created behind the cache's back
-        from smarter_domain.orm import UserProfileRow
+        from smarter_domain.adapters.orm import UserProfileRow
 
         connection.execute(
             UserProfileRow.__table__.insert().values(

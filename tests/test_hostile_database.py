@@ -1,7 +1,7 @@
 """Hostile input and a failing database (issue 12): integrity on every SQLite engine, text and
 ids the database cannot hold, and every database failure as the library's typed error, with
-nothing half-written. Errors are read from ``smarter_domain.errors`` when a test runs, so on an
-older checkout each test fails on its own behaviour."""
+nothing half-written. Errors are read from ``smarter_domain.model.errors`` when a test runs, so
+on an older checkout each test fails on its own behaviour."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 import smarter_domain as sd
-from smarter_domain import Domain, UserBroker, errors
+from smarter_domain import Domain, UserBroker
 from smarter_domain.cache import codec
 from smarter_domain.migrations import downgrade, upgrade
+from smarter_domain.model import errors
 from smarter_domain.testing import AccountFactory, UserFactory, UserProfileFactory
 
 UNREACHABLE = "postgresql://u:s3cret@127.0.0.1:1/x"  # a closed port
@@ -371,7 +372,7 @@ def test_a_postgresql_lock_timeout_is_a_database_error(smarter_database_url: str
 
 @pytest.mark.smarter_backends("postgresql")
 def test_a_data_error_is_a_validation_error(domain: Domain) -> None:
-    from smarter_domain.repositories.sql import translated_errors
+    from smarter_domain.adapters.repositories import translated_errors
 
     with (
         pytest.raises(sd.ValidationError) as info,

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import smarter_domain as sd
-from smarter_domain.manifests import (
+from smarter_domain.model.manifests import (
     MAX_ANNOTATIONS,
     MAX_DEPTH,
     MAX_TAGS,
@@ -26,7 +26,7 @@ from smarter_domain.manifests import (
     load_manifests,
     parse_manifest,
 )
-from smarter_domain.text import text_problem
+from smarter_domain.model.text import text_problem
 
 ACCOUNT: dict[str, Any] = {
     "apiVersion": "smarter.sh/v1",

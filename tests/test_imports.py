@@ -75,9 +75,9 @@ def test_each_name_loads_what_it_needs() -> None:
 
 
 def test_the_command_line_loads_click_and_no_more() -> None:
-    assert heavy_after("import smarter_domain.cli") == ["click"]
+    assert heavy_after("import smarter_domain.entrypoints.cli") == ["click"]
     help_only = (
-        "import contextlib, io, smarter_domain.cli as cli\n"
+        "import contextlib, io, smarter_domain.entrypoints.cli as cli\n"
         "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
         "    cli.main([{args}])\n"
     )
@@ -87,7 +87,7 @@ def test_the_command_line_loads_click_and_no_more() -> None:
         assert heavy_after(help_only.format(args=args)) == ["click"], command
     # ``cli.Domain`` (which a test replaces) is there before any command imported it.
     assert run(
-        "import smarter_domain, smarter_domain.cli as cli, sys\n"
+        "import smarter_domain, smarter_domain.entrypoints.cli as cli, sys\n"
         "assert 'sqlalchemy' not in sys.modules\n"
         "print(cli.Domain is smarter_domain.Domain)"
     ).split() == ["True"]
@@ -98,7 +98,7 @@ def test_the_command_line_runs_as_a_module() -> None:
         "import runpy, sys\n"
         "sys.argv = ['smarter-domain', '--help']\n"
         "try:\n"
-        "    runpy.run_module('smarter_domain.cli', run_name='__main__')\n"
+        "    runpy.run_module('smarter_domain.entrypoints.cli', run_name='__main__')\n"
         "except SystemExit as stop:\n"
         "    assert stop.code == 0, stop.code\n"
     )

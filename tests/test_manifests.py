@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import smarter_domain as sd
-from smarter_domain.manifests import (
+from smarter_domain.model.manifests import (
     AccountManifest,
     UserManifest,
     UserProfileManifest,

@@ -17,8 +17,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 
 from smarter_domain import Domain
-from smarter_domain.database import create_domain_engine
-from smarter_domain.errors import ConfigurationError, DatabaseError
+from smarter_domain.adapters.database import create_domain_engine
+from smarter_domain.adapters.orm import Base
 from smarter_domain.migrations import (
     DEFAULT_VERSION_TABLE,
     LEGACY_REVISIONS,
@@ -28,7 +28,7 @@ from smarter_domain.migrations import (
     migrations_directory,
     upgrade,
 )
-from smarter_domain.orm import Base
+from smarter_domain.model.errors import ConfigurationError, DatabaseError
 
 TABLES = {"smarter_account", "smarter_user", "smarter_user_profile"}
 HEAD = "smarter_domain_0002"

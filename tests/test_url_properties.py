@@ -14,7 +14,7 @@ from hypothesis.provisional import urls
 
 import smarter_domain as sd
 from smarter_domain import Domain, account_number_from_url, api, is_account_number
-from smarter_domain import urls as urls_module
+from smarter_domain.model import urls as urls_module
 
 numbers = st.from_regex(r"\A[0-9]{4}-[0-9]{4}-[0-9]{4}\Z")
 labels = st.from_regex(r"\A[a-z][a-z0-9-]{0,10}[a-z]\Z")

@@ -364,7 +364,7 @@ def test_invalidate_true_sees_a_change_made_behind_the_cache(domain: Domain) -> 
     assert sd.get_cached_user_for_username(user.username).first_name == "Before"
     from sqlalchemy import update
 
-    from smarter_domain.orm import UserRow
+    from smarter_domain.adapters.orm import UserRow
 
     with domain.engine.begin() as connection:  # a write the library does not know about
         connection.execute(update(UserRow).where(UserRow.id == user.id).values(first_name="After"))

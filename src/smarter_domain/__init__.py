@@ -5,7 +5,14 @@ is imported from its module on first use (PEP 562), then kept in this module's g
 a later access is a plain attribute lookup. ``smarter_domain.Domain`` loads SQLAlchemy and
 the cache (redis, dogpile), ``smarter_domain.apply_manifests`` the manifest stack (pydantic,
 langcodes, email-validator); a process pays for what it uses. The library's modules are
-reachable as attributes too (``smarter_domain.errors``, ``smarter_domain.testing``).
+reachable as attributes too (``smarter_domain.model``, ``smarter_domain.testing``).
+
+The layers show in the packages: ``model`` (the domain's rules: entities, errors, account
+numbers, the manifest schema, the repository interfaces; no I/O), ``adapters`` (SQLAlchemy:
+the ORM rows, engines, the SQL repositories), ``cache`` (the cache protocol: keys, records,
+leases, the invalidation bus, the tiers, the cached repositories), ``services`` (units of work,
+brokers, the account utilities, actors, health, signals) and ``entrypoints`` (the command
+line). ``domain.Domain`` is the composition root that wires them; nothing imports it back.
 """
 
 from __future__ import annotations
@@ -18,8 +25,8 @@ if TYPE_CHECKING:
     from typing import Any
 
     from . import schema
-    from .account_number import generate_account_number, is_account_number
     from .api import (
+        cache_results,
         get_cached_account_for_user,
         get_cached_admin_user_for_account,
         get_cached_default_account,
@@ -30,12 +37,12 @@ if TYPE_CHECKING:
         get_users_for_account,
         valid_resource_owners_for_user,
     )
-    from .brokers import AccountBroker, UserBroker, UserProfileBroker, apply_manifests
-    from .cache import CacheStats, TieredCache, cache_results
-    from .changes import Change
+    from .cache import CacheStats, TieredCache
     from .domain import Domain, configure, get_domain, set_domain
-    from .entities import Account, User, UserProfile
-    from .errors import (
+    from .model.account_number import generate_account_number, is_account_number
+    from .model.changes import Change
+    from .model.entities import Account, User, UserProfile
+    from .model.errors import (
         AccountNotFound,
         CacheUnavailable,
         ConfigurationError,
@@ -49,19 +56,21 @@ if TYPE_CHECKING:
         UserProfileNotFound,
         ValidationError,
     )
-    from .health import ComponentHealth, Health
-    from .manifests import load_manifests
-    from .platform_account import SMARTER_ACCOUNT_NUMBER, SMARTER_ADMIN_USERNAME
+    from .model.manifests import load_manifests
+    from .model.platform_account import SMARTER_ACCOUNT_NUMBER, SMARTER_ADMIN_USERNAME
+    from .model.urls import account_number_from_url
     from .schema import metadata, tables
+    from .services.brokers import AccountBroker, UserBroker, UserProfileBroker, apply_manifests
+    from .services.health import ComponentHealth, Health
+    from .services.signals import cache_invalidate, receiver
+    from .services.unit_of_work import UnitOfWork
+    from .services.utils import AccountUtilities
     from .settings import Settings
-    from .signals import cache_invalidate, receiver
-    from .unit_of_work import UnitOfWork
-    from .urls import account_number_from_url
-    from .utils import AccountUtilities
 
 _EXPORTS = {
-    ".account_number": ("generate_account_number", "is_account_number"),
+    ".model.account_number": ("generate_account_number", "is_account_number"),
     ".api": (
+        "cache_results",
         "get_cached_account_for_user",
         "get_cached_admin_user_for_account",
         "get_cached_default_account",
@@ -72,12 +81,12 @@ _EXPORTS = {
         "get_users_for_account",
         "valid_resource_owners_for_user",
     ),
-    ".brokers": ("AccountBroker", "UserBroker", "UserProfileBroker", "apply_manifests"),
-    ".cache": ("CacheStats", "TieredCache", "cache_results"),
-    ".changes": ("Change",),
+    ".services.brokers": ("AccountBroker", "UserBroker", "UserProfileBroker", "apply_manifests"),
+    ".cache": ("CacheStats", "TieredCache"),
+    ".model.changes": ("Change",),
     ".domain": ("Domain", "configure", "get_domain", "set_domain"),
-    ".entities": ("Account", "User", "UserProfile"),
-    ".errors": (
+    ".model.entities": ("Account", "User", "UserProfile"),
+    ".model.errors": (
         "AccountNotFound",
         "CacheUnavailable",
         "ConfigurationError",
@@ -91,51 +100,37 @@ _EXPORTS = {
         "UserProfileNotFound",
         "ValidationError",
     ),
-    ".health": ("ComponentHealth", "Health"),
-    ".manifests": ("load_manifests",),
-    ".platform_account": ("SMARTER_ACCOUNT_NUMBER", "SMARTER_ADMIN_USERNAME"),
+    ".services.health": ("ComponentHealth", "Health"),
+    ".model.manifests": ("load_manifests",),
+    ".model.platform_account": ("SMARTER_ACCOUNT_NUMBER", "SMARTER_ADMIN_USERNAME"),
     ".schema": ("metadata", "tables"),
     ".settings": ("Settings",),
-    ".signals": ("cache_invalidate", "receiver"),
-    ".unit_of_work": ("UnitOfWork",),
-    ".urls": ("account_number_from_url",),
-    ".utils": ("AccountUtilities",),
+    ".services.signals": ("cache_invalidate", "receiver"),
+    ".services.unit_of_work": ("UnitOfWork",),
+    ".model.urls": ("account_number_from_url",),
+    ".services.utils": ("AccountUtilities",),
 }
 """The module of each public name (kept in step with the imports above: a test checks)."""
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 _SUBMODULES = frozenset(
     {
-        "account_number",
-        "actors",
+        "adapters",
         "api",
-        "brokers",
         "cache",
-        "changes",
-        "cli",
-        "database",
         "domain",
-        "entities",
-        "errors",
+        "entrypoints",
         "forking",
-        "health",
-        "manifests",
         "migrations",
-        "orm",
-        "platform_account",
-        "repositories",
+        "model",
         "resources",
         "schema",
+        "services",
         "settings",
-        "signals",
         "testing",
-        "text",
-        "unit_of_work",
-        "urls",
-        "utils",
     }
 )
-"""The library's modules, imported when reached as an attribute (``smarter_domain.errors``).
+"""The library's modules, imported when reached as an attribute (``smarter_domain.model``).
 Listed rather than looked up, so that no other name (a probe such as ``hasattr``, or a data
 folder of the wheel) imports anything."""
 

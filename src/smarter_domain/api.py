@@ -1,21 +1,24 @@
 """The account utilities as module-level functions on the default domain (``get_domain()``),
-with the signatures of Smarter's ``smarter.apps.account.utils``.
+with the signatures of Smarter's ``smarter.apps.account.utils``, and ``cache_results``, which
+memoizes in the default domain's tiers unless given one.
 
 Importing this module imports neither the domain nor SQLAlchemy: the first call does."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from .cache.results import CachedFunction
     from .domain import Domain
-    from .entities import Account, User, UserProfile
-    from .urls import account_number_from_url
+    from .model.entities import Account, User, UserProfile
+    from .model.urls import account_number_from_url
 
 __all__ = [
     "account_number_from_url",
+    "cache_results",
     "get_cached_account_for_user",
     "get_cached_admin_user_for_account",
     "get_cached_default_account",
@@ -44,7 +47,7 @@ _get_domain: Callable[[], Domain] = _first_get_domain
 def __getattr__(name: str) -> Any:
     """The names this module imported before it imported them lazily (PEP 562):
     ``account_number_from_url`` (from ``urls``) and ``get_domain`` (from ``domain``)."""
-    module = {"account_number_from_url": ".urls", "get_domain": ".domain"}.get(name)
+    module = {"account_number_from_url": ".model.urls", "get_domain": ".domain"}.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = globals()[name] = getattr(__import__(f"{__package__}{module}", fromlist=[name]), name)
@@ -89,3 +92,38 @@ def valid_resource_owners_for_user(
     user_profile: UserProfile | None, *, invalidate: bool = False
 ) -> list[UserProfile]:
     return _get_domain().utils.valid_resource_owners_for_user(user_profile, invalidate=invalidate)
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def cache_results(
+    timeout: float | None = None,
+    cache_key: str | None = None,
+    *,
+    domain: Any = None,
+    namespace: str | None = None,
+) -> Callable[[Callable[P, R]], CachedFunction[P, R]]:
+    """Memoize a function in the default domain's cache tiers (or ``domain=``'s).
+
+    ``timeout`` (seconds) defaults to the domain's ``cache_ttl``. ``None`` results are
+    cached, exceptions are not. A result the cache format cannot hold raises TypeError, and
+    so does an argument it cannot key (naming it).
+
+    A closure's captured values are part of its key, read once when it is decorated and
+    encoded like arguments, so two closures made by one factory with different values never
+    share an entry, while the same values share it in every process. A captured value it
+    cannot key (or a variable still unassigned when decorated, other than the function's own
+    name) raises TypeError at decoration time; ``namespace="..."`` then names the closure's
+    entries instead of its captured values (closures given the same namespace share entries).
+    """
+    from .cache.results import CachedFunction, check_options
+
+    check_options(timeout, cache_key, namespace)
+    domain_of = (lambda: domain) if domain is not None else (lambda: _get_domain())
+
+    def decorate(function: Callable[P, R]) -> CachedFunction[P, R]:
+        return CachedFunction(function, timeout, cache_key, domain_of, namespace)
+
+    return decorate

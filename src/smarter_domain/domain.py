@@ -17,7 +17,13 @@ from sqlalchemy.orm import Session, scoped_session, sessionmaker
 from sqlalchemy.pool import SingletonThreadPool, StaticPool
 
 from . import forking, migrations
-from .actors import find_actor
+from .adapters.database import autocommit_reads, create_domain_engine, enforce_integrity
+from .adapters.repositories import (
+    SqlAccountRepository,
+    SqlUserProfileRepository,
+    SqlUserRepository,
+    translated_errors,
+)
 from .cache.bus import InvalidationListener
 from .cache.keys import DEFAULT_NAMESPACE, CacheKeys
 from .cache.regions import (
@@ -35,26 +41,20 @@ from .cache.resilience import REDIS_ERRORS
 from .cache.stats import CacheStats
 from .cache.tiered import TieredCache
 from .cache.topology import close_client, parse_redis_url
-from .changes import Change
-from .database import autocommit_reads, create_domain_engine, enforce_integrity
-from .entities import Entity, UserProfile
-from .errors import CacheUnavailable, ConfigurationError, ConflictError, ValidationError
-from .health import Health, check_health
-from .platform_account import SMARTER_ACCOUNT_NUMBER, SMARTER_ADMIN_USERNAME
-from .repositories.sql import (
-    SqlAccountRepository,
-    SqlUserProfileRepository,
-    SqlUserRepository,
-    translated_errors,
-)
+from .model.changes import Change
+from .model.entities import Entity, UserProfile
+from .model.errors import CacheUnavailable, ConfigurationError, ConflictError, ValidationError
+from .model.platform_account import SMARTER_ACCOUNT_NUMBER, SMARTER_ADMIN_USERNAME
+from .services.actors import find_actor
+from .services.health import Health, check_health
+from .services.unit_of_work import AfterCommit, AutoCommitScope, UnitOfWork
+from .services.utils import AccountUtilities
 from .settings import DEFAULT_CACHE_TTL, Settings
-from .unit_of_work import AfterCommit, AutoCommitScope, UnitOfWork
-from .utils import AccountUtilities
 
 if TYPE_CHECKING:
     # Brokers and manifests (pydantic, langcodes, email-validator) are imported when a
     # manifest is applied, not with the package: most processes only read.
-    from .brokers import ManifestSource
+    from .services.brokers import ManifestSource
 
 log = logging.getLogger(__name__)
 
@@ -295,8 +295,8 @@ class Domain:
     ) -> Entity:
         """Apply one manifest with the broker of its kind (``session=``: inside the
         application's transaction, see ``unit_of_work``)."""
-        from .brokers import broker_for
-        from .manifests import load_manifests
+        from .model.manifests import load_manifests
+        from .services.brokers import broker_for
 
         documents = load_manifests(manifest)
         if len(documents) != 1:
@@ -315,7 +315,7 @@ class Domain:
     ) -> list[Entity]:
         """Apply every document in order, in one transaction (``session=``: one savepoint of
         the application's)."""
-        from .brokers import apply_manifests
+        from .services.brokers import apply_manifests
 
         return apply_manifests(self, manifests, actor, session)
 

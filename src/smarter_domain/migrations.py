@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, String, column, delete, inspect, select, table, text
 
-from .errors import ConfigurationError, DatabaseError
+from .model.errors import ConfigurationError, DatabaseError
 from .resources import resource_directory
 
 if TYPE_CHECKING:
@@ -245,7 +245,7 @@ def _run(engine: Engine, direction: str, revision: str, version_table: str) -> N
     from alembic import command
     from alembic.util import CommandError
 
-    from .repositories.sql import translated_errors
+    from .adapters.repositories import translated_errors
 
     config = alembic_config(version_table)
     target = _revision_argument(revision)
@@ -310,7 +310,7 @@ def current(engine: Engine, *, version_table: str = DEFAULT_VERSION_TABLE) -> st
     wherever it is recorded: its own table, the first release's row not yet moved out of
     ``alembic_version``, or an application that runs the library's migrations itself."""
     check_version_table(version_table)
-    from .repositories.sql import translated_errors
+    from .adapters.repositories import translated_errors
 
     with translated_errors(), engine.connect() as connection:
         return _recorded(connection, version_table)[0]

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, TypedDict
 from sqlalchemy import MetaData, Table
 from sqlalchemy.exc import InvalidRequestError
 
-from .errors import ConfigurationError
+from .adapters.orm import Base
 from .migrations import DEFAULT_VERSION_TABLE, TABLE_NAMES, check_version_table
-from .orm import Base
+from .model.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from alembic.runtime.environment import (

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .errors import ConfigurationError
+from .model.errors import ConfigurationError
 
 DEFAULT_DATABASE_URL = "sqlite:///smarter_domain.db"
 DEFAULT_CACHE_TTL = 600

@@ -1,5 +1,5 @@
 """The two-tier cache: dogpile regions (memory, Redis), typed serialization, cached
-repositories and ``cache_results``."""
+repositories and memoized functions (``CachedFunction``, made by ``cache_results``)."""
 
 from .keys import CacheKeys
 from .regions import RedisOptions, memory_region, redis_region
@@ -8,7 +8,7 @@ from .repositories import (
     CachedUserProfileRepository,
     CachedUserRepository,
 )
-from .results import CachedFunction, cache_results
+from .results import CachedFunction
 from .stats import CacheStats
 from .tiered import TieredCache
 
@@ -21,7 +21,6 @@ __all__ = [
     "CachedUserRepository",
     "RedisOptions",
     "TieredCache",
-    "cache_results",
     "memory_region",
     "redis_region",
 ]

@@ -25,7 +25,7 @@ from typing import Any, Final
 import msgspec
 from dogpile.cache.api import CantDeserializeException
 
-from ..entities import Account, User, UserProfile
+from ..model.entities import Account, User, UserProfile
 from .records import ProfileRecord
 
 log = logging.getLogger(__name__)

@@ -10,9 +10,9 @@ import hashlib
 import re
 import uuid
 
-from ..changes import Change
-from ..entities import Account, User, UserProfile
-from ..errors import ConfigurationError
+from ..model.changes import Change
+from ..model.entities import Account, User, UserProfile
+from ..model.errors import ConfigurationError
 
 DEFAULT_NAMESPACE = "smarter:v1"
 

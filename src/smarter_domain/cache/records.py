@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..entities import Account, User, UserProfile
+from ..model.entities import Account, User, UserProfile
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -13,7 +13,7 @@ from dogpile.util import NameRegistry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ..errors import ConfigurationError
+from ..model.errors import ConfigurationError
 from .backend import REDIS, REDIS_CLUSTER, REDIS_SENTINEL  # (registered with dogpile)
 from .keys import CacheKeys
 from .resilience import DEFAULT_MAX_VALUE_BYTES, CircuitBreaker, ResilientRedisProxy

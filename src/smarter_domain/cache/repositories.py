@@ -18,8 +18,8 @@ from typing import Any, Generic, TypeVar
 from dogpile.cache.api import NO_VALUE
 from typing_extensions import Unpack
 
-from ..entities import ID_MAX, ID_MIN, Account, User, UserProfile, is_valid_id
-from ..repositories.interfaces import (
+from ..model.entities import ID_MAX, ID_MIN, Account, User, UserProfile, is_valid_id
+from ..model.repositories import (
     AccountChanges,
     AccountFields,
     AccountRepository,

@@ -1,4 +1,5 @@
-"""``cache_results``: memoize a function in the domain's tiers, with a working ``.invalidate``.
+"""``CachedFunction``: a function memoized in a domain's tiers, with a working ``.invalidate``
+(what ``smarter_domain.cache_results`` returns).
 
 The key is the function's module and qualified name plus a canonical encoding of its
 arguments bound to its signature with defaults applied, so ``f(1, 2)``, ``f(1, y=2)`` and
@@ -25,8 +26,8 @@ from typing import Any, Generic, ParamSpec, TypeVar
 
 from dogpile.cache.api import CantDeserializeException
 
-from ..entities import Account, User, UserProfile
-from ..text import text_problem
+from ..model.entities import Account, User, UserProfile
+from ..model.text import text_problem
 from . import codec
 
 P = ParamSpec("P")
@@ -202,7 +203,7 @@ class CachedFunction(Generic[P, R]):
         function: Callable[P, R],
         timeout: float | None,
         cache_key: str | None,
-        domain: Any = None,
+        domain_of: Callable[[], Any],
         namespace: str | None = None,
     ) -> None:
         functools.update_wrapper(self, function)
@@ -210,17 +211,13 @@ class CachedFunction(Generic[P, R]):
         self.timeout = timeout
         self.fixed_key = cache_key
         self._fixed_part = None if cache_key is None else fixed_key_part(cache_key)
-        self._domain = domain
+        self._domain_of = domain_of  # the domain whose cache it uses, asked at each call
         self._signature = inspect.signature(function)
         scope = scope_key(function, namespace)
         self._name = f"{function.__module__}.{function.__qualname__}{scope}"
 
     def _cache(self) -> Any:
-        if self._domain is not None:
-            return self._domain.cache
-        from ..domain import get_domain
-
-        return get_domain().cache
+        return self._domain_of().cache
 
     def key(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """The cache key of this call (the same for every call form of the same arguments)."""
@@ -258,35 +255,11 @@ class CachedFunction(Generic[P, R]):
         )
 
 
-def cache_results(
-    timeout: float | None = None,
-    cache_key: str | None = None,
-    *,
-    domain: Any = None,
-    namespace: str | None = None,
-) -> Callable[[Callable[P, R]], CachedFunction[P, R]]:
-    """Memoize a function in the default domain's cache tiers (or ``domain=``'s).
-
-    ``timeout`` (seconds) defaults to the domain's ``cache_ttl``. ``None`` results are
-    cached, exceptions are not. A result the cache format cannot hold raises TypeError, and
-    so does an argument it cannot key (naming it).
-
-    A closure's captured values are part of its key, read once when it is decorated and
-    encoded like arguments, so two closures made by one factory with different values never
-    share an entry, while the same values share it in every process. A captured value it
-    cannot key (or a variable still unassigned when decorated, other than the function's own
-    name) raises TypeError at decoration time; ``namespace="..."`` then names the closure's
-    entries instead of its captured values (closures given the same namespace share entries).
-    """
-
+def check_options(timeout: Any, cache_key: str | None, namespace: str | None) -> None:
+    """What ``cache_results(...)`` refuses before it decorates anything."""
     if dataclasses.is_dataclass(timeout) or callable(timeout):
         raise TypeError("use @cache_results() or @cache_results(timeout=...), with parentheses")
     if cache_key is not None:
         fixed_key_part(cache_key)
     if namespace is not None:
         _check_namespace(namespace)
-
-    def decorate(function: Callable[P, R]) -> CachedFunction[P, R]:
-        return CachedFunction(function, timeout, cache_key, domain, namespace)
-
-    return decorate

@@ -26,7 +26,7 @@ from typing import Any
 from dogpile.cache import CacheRegion
 from dogpile.cache.api import NO_VALUE, CachedValue
 
-from ..changes import Change
+from ..model.changes import Change
 from .bus import TRUST_WINDOW
 from .keys import CacheKeys
 from .regions import renew_region_locks

@@ -20,7 +20,7 @@ import redis
 from redis.cluster import ClusterNode, RedisCluster
 from redis.sentinel import Sentinel, SentinelManagedSSLConnection
 
-from ..errors import ConfigurationError
+from ..model.errors import ConfigurationError
 
 Kind = Literal["server", "sentinel", "cluster"]
 

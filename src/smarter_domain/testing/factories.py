@@ -12,7 +12,7 @@ from typing import Any
 import factory
 
 from ..domain import Domain, get_domain
-from ..entities import Account, User, UserProfile
+from ..model.entities import Account, User, UserProfile
 
 
 class _DomainFactory(factory.Factory):  # type: ignore[misc]

@@ -19,9 +19,9 @@ import pytest
 import redis
 from sqlalchemy import create_engine, text
 
+from ..adapters.orm import Base
 from ..domain import Domain, set_domain
 from ..migrations import upgrade
-from ..orm import Base
 from .servers import (
     PostgresServer,
     RedisClusterServers,

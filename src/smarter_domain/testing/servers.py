@@ -30,7 +30,7 @@ from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.retry import Retry
 
-from ..errors import SmarterError
+from ..model.errors import SmarterError
 
 LOOPBACK = "127.0.0.1"
 

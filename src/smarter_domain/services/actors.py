@@ -7,10 +7,10 @@ always used, and typed errors a web handler can map to 401/403 without parsing m
 
 from __future__ import annotations
 
-from .entities import UserProfile
-from .errors import PermissionDenied, UserNotFound, ValidationError
-from .platform_account import SMARTER_ACCOUNT_NUMBER
-from .repositories.interfaces import (
+from ..model.entities import UserProfile
+from ..model.errors import PermissionDenied, UserNotFound, ValidationError
+from ..model.platform_account import SMARTER_ACCOUNT_NUMBER
+from ..model.repositories import (
     AccountRepository,
     UserProfileRepository,
     UserRepository,

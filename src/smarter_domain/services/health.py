@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Engine, text
 
-from .cache.tiered import TieredCache
+from ..cache.tiered import TieredCache
 
 Status = Literal["ok", "degraded", "down"]
 

@@ -45,8 +45,8 @@ from pydantic import (
 from yaml.nodes import MappingNode, Node, SequenceNode
 
 from .account_number import ACCOUNT_NUMBER_PATTERN
+from .entities import USERNAME_PATTERN
 from .errors import ValidationError
-from .repositories.sql import USERNAME_PATTERN
 from .text import MAX_TEXT, text_problem
 
 API_VERSION = "smarter.sh/v1"

@@ -16,7 +16,7 @@ from typing import Protocol, TypedDict
 
 from typing_extensions import Unpack
 
-from ..entities import Account, User, UserProfile
+from .entities import Account, User, UserProfile
 
 Tags = Sequence[str]
 """Smarter's ``metadata.tags``: strings, in order (entities hold them as a tuple)."""

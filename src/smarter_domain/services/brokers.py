@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from .entities import Account, User, UserProfile
-from .errors import (
+from ..model.entities import Account, User, UserProfile
+from ..model.errors import (
     AccountNotFound,
     PermissionDenied,
     UserNotFound,
     UserProfileNotFound,
     ValidationError,
 )
-from .manifests import (
+from ..model.manifests import (
     API_VERSION,
     NAME_PATTERN,
     AccountManifest,
@@ -37,14 +37,15 @@ from .manifests import (
     UserProfileManifest,
     load_manifests,
 )
-from .platform_account import SMARTER_ACCOUNT_NUMBER, SMARTER_ADMIN_USERNAME
+from ..model.platform_account import SMARTER_ACCOUNT_NUMBER, SMARTER_ADMIN_USERNAME
 from .signals import cache_invalidate, send_safely
 from .unit_of_work import UnitOfWork
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from .domain import Domain
+    from .ports import Wiring
+
 
 E = TypeVar("E", Account, User, UserProfile)
 ManifestSource = str | Mapping[str, Any] | BaseModel
@@ -123,7 +124,7 @@ class Broker(Generic[E]):
 
     def __init__(
         self,
-        domain: Domain,
+        domain: Wiring,
         *,
         actor: UserProfile,
         manifest: ManifestSource | None = None,
@@ -159,7 +160,7 @@ class Broker(Generic[E]):
     @classmethod
     def of(
         cls,
-        domain: Domain,
+        domain: Wiring,
         actor: UserProfile,
         entity: E | None = None,
         *,
@@ -717,13 +718,13 @@ BROKERS: dict[str, type[Broker[Any]]] = {
 
 
 def broker_for(
-    domain: Domain, manifest: Manifest, actor: UserProfile, session: Session | None = None
+    domain: Wiring, manifest: Manifest, actor: UserProfile, session: Session | None = None
 ) -> Broker[Any]:
     return BROKERS[manifest.kind](domain, actor=actor, manifest=manifest, session=session)
 
 
 def apply_manifests(
-    domain: Domain,
+    domain: Wiring,
     source: ManifestSource | Sequence[ManifestSource],
     actor: UserProfile,
     session: Session | None = None,

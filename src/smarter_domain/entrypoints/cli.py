@@ -32,7 +32,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from .errors import (
+from ..model.errors import (
     NotFoundError,
     NotMigratedError,
     PermissionDenied,
@@ -40,13 +40,13 @@ from .errors import (
     UserNotFound,
     ValidationError,
 )
-from .platform_account import SMARTER_ADMIN_USERNAME
-from .text import MAX_TEXT
+from ..model.platform_account import SMARTER_ADMIN_USERNAME
+from ..model.text import MAX_TEXT
 
 if TYPE_CHECKING:
-    from .brokers import Broker
-    from .domain import Domain
-    from .entities import UserProfile
+    from ..domain import Domain
+    from ..model.entities import UserProfile
+    from ..services.brokers import Broker
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -85,7 +85,7 @@ class Context:
     @contextmanager
     def domain(self, *, create: bool = False) -> Iterator[Domain]:
         """The Domain of the options; unless ``create``, a SQLite file must already exist."""
-        from .settings import Settings
+        from ..settings import Settings
 
         env = Settings.from_env()
         database_url = self.database_url or env.database_url
@@ -111,7 +111,7 @@ def _domain_class() -> type[Domain]:
     Looked up in this module's globals, so that ``cli.Domain = Other`` replaces it."""
     domain_class: type[Domain] | None = globals().get("Domain")
     if domain_class is None:
-        from .domain import Domain as imported
+        from ..domain import Domain as imported
 
         domain_class = globals()["Domain"] = imported
     return domain_class
@@ -127,7 +127,7 @@ def __getattr__(name: str) -> Any:
 def sqlite_path(database_url: str) -> Path | None:
     """The file of a SQLite database URL, or None (not SQLite, in memory, or unparsable:
     the Domain reports those)."""
-    from .database import normalize_url
+    from ..adapters.database import normalize_url
 
     try:
         url = normalize_url(database_url)
@@ -233,7 +233,7 @@ def emit(data: Any, output: str) -> None:
 
 
 def _cell(entity: Any, column: str) -> str:
-    from .entities import Account, User
+    from ..model.entities import Account, User
 
     value = getattr(entity, column)
     if isinstance(value, User):
@@ -351,7 +351,7 @@ def _read_at_most(stream: IO[bytes]) -> bytes:
 
 
 def _label(entity: Any) -> str:
-    from .entities import Account, User
+    from ..model.entities import Account, User
 
     if isinstance(entity, Account):
         return f"{entity.name} ({entity.account_number})"
@@ -369,7 +369,7 @@ def _kind(name: str) -> str:
 
 def _broker(domain: Domain, kind: str, actor: UserProfile, name: str) -> Broker[Any]:
     """A broker for the one entity of ``kind`` called ``name`` that the actor can see."""
-    from .brokers import BROKERS
+    from ..services.brokers import BROKERS
 
     matches = BROKERS[kind].of(domain, actor).get(name)
     if not matches:
@@ -388,7 +388,7 @@ def get(obj: Context, kind: str, name: str | None, output: str) -> None:
     """List accounts, users or profiles (those the actor may see)."""
     kind = _kind(kind)
     with obj.domain() as domain:
-        from .brokers import BROKERS
+        from ..services.brokers import BROKERS
 
         emit_entities(kind, BROKERS[kind].of(domain, obj.actor(domain)).get(name), output)
 
@@ -421,7 +421,7 @@ def delete(obj: Context, kind: str, name: str) -> None:
 @click.argument("url")
 def account_number(url: str) -> None:
     """Print the account number in a URL's host (exit 1 if there is none)."""
-    from .urls import account_number_from_url
+    from ..model.urls import account_number_from_url
 
     number = account_number_from_url(url)
     if number is None:
@@ -439,8 +439,8 @@ def cache() -> None:
 @click.pass_obj
 def cache_stats(obj: Context, output: str) -> None:
     """This process's counters, and the Redis tier's entries."""
-    from .cache.resilience import REDIS_ERRORS
-    from .cache.topology import close_client, parse_redis_url
+    from ..cache.resilience import REDIS_ERRORS
+    from ..cache.topology import close_client, parse_redis_url
 
     with obj.domain() as domain:
         data: dict[str, Any] = {"counters": domain.cache.stats.snapshot()}
@@ -475,7 +475,7 @@ def cache_invalidate_command(obj: Context, kind: str, name: str) -> None:
 @click.pass_context
 def demo(ctx: click.Context) -> None:
     """The README walkthrough: migrate, bootstrap, apply the examples, show the result."""
-    from .resources import resource_directory
+    from ..resources import resource_directory
 
     obj: Context = ctx.obj
     walkthrough = resource_directory("examples") / "walkthrough.yaml"
@@ -501,5 +501,5 @@ def demo(ctx: click.Context) -> None:
         )
 
 
-if __name__ == "__main__":  # python -m smarter_domain.cli
+if __name__ == "__main__":  # python -m smarter_domain.entrypoints.cli
     main()

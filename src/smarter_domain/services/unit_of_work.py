@@ -21,16 +21,16 @@ from typing import Any, Self
 from sqlalchemy import Connection, event
 from sqlalchemy.orm import Session, SessionTransaction, scoped_session, sessionmaker
 
-from .changes import Change
-from .database import begin_savepoint
-from .errors import ConfigurationError
-from .repositories.sql import (
+from ..adapters.database import begin_savepoint
+from ..adapters.repositories import (
     SqlAccountRepository,
     SqlUserProfileRepository,
     SqlUserRepository,
     Writer,
     translated_errors,
 )
+from ..model.changes import Change
+from ..model.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 

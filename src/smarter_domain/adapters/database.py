@@ -10,7 +10,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError
 from sqlalchemy.orm import Session, SessionTransaction
 
-from .errors import ConfigurationError
+from ..model.errors import ConfigurationError
 
 
 def normalize_url(database_url: str) -> URL:

@@ -8,6 +8,7 @@ of an entity can be ordered. ``tags`` and ``annotations`` are the manifest metad
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
@@ -17,6 +18,9 @@ from .errors import AccountNotFound, UserNotFound, UserProfileNotFound
 ID_MIN, ID_MAX = -(2**31), 2**31 - 1
 """The range of the id columns (``Integer``: PostgreSQL's int4) on every backend: an id outside
 it names no row, and is never sent to the database (SQLite overflows on 2**63)."""
+
+USERNAME_PATTERN = re.compile(r"^[\w.@+-]{1,150}$")
+"""What a username may be (Django's rule): what a repository stores and a manifest names."""
 
 
 def is_valid_id(value: object) -> bool:

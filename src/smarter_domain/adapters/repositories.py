@@ -34,10 +34,18 @@ from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.exc import StaleDataError
 from typing_extensions import Unpack
 
-from ..account_number import generate_account_number, validate_account_number
-from ..changes import Change
-from ..entities import ID_MAX, ID_MIN, Account, User, UserProfile, is_valid_id
-from ..errors import (
+from ..model.account_number import generate_account_number, validate_account_number
+from ..model.changes import Change
+from ..model.entities import (
+    ID_MAX,
+    ID_MIN,
+    USERNAME_PATTERN,
+    Account,
+    User,
+    UserProfile,
+    is_valid_id,
+)
+from ..model.errors import (
     AccountNotFound,
     ConflictError,
     DatabaseError,
@@ -48,11 +56,9 @@ from ..errors import (
     UserProfileNotFound,
     ValidationError,
 )
-from ..orm import AccountRow, Base, UserProfileRow, UserRow, UTCDateTime
-from ..text import text_problem
-from .interfaces import AccountChanges, AccountFields, UserFields, UserProfileFields
-
-USERNAME_PATTERN = re.compile(r"^[\w.@+-]{1,150}$")
+from ..model.repositories import AccountChanges, AccountFields, UserFields, UserProfileFields
+from ..model.text import text_problem
+from .orm import AccountRow, Base, UserProfileRow, UserRow, UTCDateTime
 
 TAG_MAX_LENGTH = 255
 ANNOTATION_KEY_MAX_LENGTH = 255

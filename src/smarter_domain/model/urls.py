@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from .cache.lru import BoundedLRU
+from .lru import BoundedLRU
 
 _LABEL = re.compile(r"[0-9]{4}-[0-9]{4}-[0-9]{4}", re.ASCII)
 _MAX_CACHED_LENGTH = 2048

@@ -10,19 +10,19 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .entities import Account, User, UserProfile
-from .errors import (
+from ..model.entities import Account, User, UserProfile
+from ..model.errors import (
     AccountNotFound,
     ConfigurationError,
     ConflictError,
     UserNotFound,
     ValidationError,
 )
-from .platform_account import SMARTER_ACCOUNT_NUMBER, SMARTER_ADMIN_USERNAME
-from .urls import account_number_from_url
+from ..model.platform_account import SMARTER_ACCOUNT_NUMBER, SMARTER_ADMIN_USERNAME
+from ..model.urls import account_number_from_url
 
 if TYPE_CHECKING:
-    from .domain import Domain
+    from .ports import Wiring
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def _entities(value: Any) -> Iterable[Account | User | UserProfile]:
 
 
 class AccountUtilities:
-    def __init__(self, domain: Domain) -> None:
+    def __init__(self, domain: Wiring) -> None:
         self.domain = domain
         self.keys = domain.cache.keys
 

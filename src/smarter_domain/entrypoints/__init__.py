@@ -1,0 +1,1 @@
+"""Ways into the library from outside Python code: the ``smarter-domain`` command."""
