@@ -8,7 +8,7 @@ nox.options.sessions = ["ci"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
-SOURCES = ("src", "tests", "migrations", "bench", "examples", "noxfile.py")
+SOURCES = ("src", "tests", "migrations", "bench", "examples", "scripts", "noxfile.py")
 
 
 def _lint(session: nox.Session) -> None:
@@ -45,11 +45,33 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def ci(session: nox.Session) -> None:
-    """Everything CI checks, in one environment so it installs once."""
+    """Everything CI checks, in one environment so it installs once (and, after it, the
+    sync twins generated from their async sources: ``unasync-check``)."""
+    session.notify("unasync-check")
     session.install("-e", ".[dev]")
     _lint(session)
     _typecheck(session)
     _tests(session)
+
+
+UNASYNCD = ("unasyncd==0.10.1", "ruff==0.17.6")
+"""In their own environment (unasyncd pins rich 13.6, the library needs a newer one), pinned:
+the twins they format must pass the ``ruff format --check`` of ``.[dev]`` (the same ruff)."""
+
+
+@nox.session
+def unasync(session: nox.Session) -> None:
+    """Write each ``*_async.py``'s sync twin ([tool.unasyncd] in pyproject.toml)."""
+    session.install(*UNASYNCD)
+    session.run("unasyncd", "--write", "--no-cache", "--force", success_codes=[0, 1])
+    session.run("python", "scripts/check_unasync.py")  # exit 1 is also a crash: check
+
+
+@nox.session(name="unasync-check")
+def unasync_check(session: nox.Session) -> None:
+    """Fail when a sync twin is not what its async source generates (``nox -s ci`` runs it)."""
+    session.install(*UNASYNCD)
+    session.run("python", "scripts/check_unasync.py")
 
 
 @nox.session

@@ -165,9 +165,7 @@ def import_rows(bench: Any, runs: int = RUNS) -> None:
     counts = {
         IMPORT: module_count(IMPORT),
         FIRST_USE: module_count(FIRST_USE),
-        "import smarter_domain.entrypoints.cli": module_count(
-            "import smarter_domain.entrypoints.cli"
-        ),
+        CLI_IMPORT: module_count(CLI_IMPORT),
     }
     bench.fact(
         "  modules loaded (beyond the bare interpreter's)",

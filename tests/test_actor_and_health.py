@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import subprocess
@@ -21,6 +22,8 @@ from smarter_domain import (
     ValidationError,
 )
 from smarter_domain.cache import RedisOptions
+from smarter_domain.services.actors import find_actor
+from smarter_domain.services.actors_async import find_actor as find_actor_async
 from smarter_domain.testing import RedisServer
 from smarter_domain.testing.servers import free_port
 
@@ -200,3 +203,57 @@ def test_the_package_logs_nothing_to_stderr_by_itself() -> None:
     )
     assert "library warning" not in result.stderr
     assert "app warning" in result.stderr
+
+
+class _Awaitable:
+    """A repository's methods as coroutines (the async twin's interface) over a sync one."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._inner, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            await asyncio.sleep(0)  # a real suspension point, as I/O would be
+            return method(*args, **kwargs)
+
+        return call
+
+
+def _outcome(call: Any, *args: Any) -> Any:
+    try:
+        return call(*args)
+    except Exception as exc:
+        return type(exc), str(exc)
+
+
+def test_the_async_twin_of_find_actor_answers_as_the_sync_one(domain: Domain) -> None:
+    """``services.actors`` is generated from ``services.actors_async``: one rule, two doors."""
+    _, user = _member(domain)
+    domain.users.add(username="loner")
+    repositories = (domain.users, domain.profiles, domain.accounts)
+    awaitable = tuple(_Awaitable(r) for r in repositories)
+    cases: list[tuple[Any, ...]] = [
+        ("jdoe", "1234-5678-9012"),
+        ("jdoe", None),
+        ("admin", None),
+        ("admin", "1234-5678-9012"),
+        ("nobody", None),
+        ("jdoe", "9999-9999-9999"),
+        ("jdoe", SMARTER_ACCOUNT_NUMBER),
+        ("loner", None),
+        (None, None),
+        ("admin", 1234),
+        ("admin\ud800", None),
+    ]
+    seen = set()
+    for username, number in cases:
+        expected = _outcome(find_actor, *repositories, username, number)
+        got = _outcome(lambda *a: asyncio.run(find_actor_async(*a)), *awaitable, username, number)
+        assert got == expected, (username, number)
+        seen.add(expected[0] if isinstance(expected, tuple) else "profile")
+    assert seen == {"profile", UserNotFound, PermissionDenied, ValidationError}
+    domain.users.update(user.id, is_active=False)
+    inactive = _outcome(lambda *a: asyncio.run(find_actor_async(*a)), *awaitable, "jdoe", None)
+    assert inactive[0] is PermissionDenied and "inactive" in inactive[1]

@@ -121,6 +121,7 @@ _SUBMODULES = frozenset(
         "domain",
         "entrypoints",
         "forking",
+        "integrations",
         "migrations",
         "model",
         "resources",

@@ -397,6 +397,11 @@ def get_domain() -> Domain:
         return _default
 
 
+def current_default() -> Domain | None:
+    """The process default if one is installed (``get_domain`` would build one)."""
+    return _default
+
+
 def set_domain(domain: Domain | None) -> Domain | None:
     """Install an application-owned Domain (or none) as the default; returns the previous one,
     which is left open: the caller owns both."""

@@ -56,7 +56,7 @@ from ..model.errors import (
     UserProfileNotFound,
     ValidationError,
 )
-from ..model.repositories import AccountChanges, AccountFields, UserFields, UserProfileFields
+from ..model.fields import AccountChanges, AccountFields, UserFields, UserProfileFields
 from ..model.text import text_problem
 from .orm import AccountRow, Base, UserProfileRow, UserRow, UTCDateTime
 
@@ -103,8 +103,8 @@ EntityT = TypeVar("EntityT", Account, User, UserProfile)
 
 def conflict_from(exc: IntegrityError) -> SmarterError:
     """Translate a driver's constraint violation into the library's typed error."""
-    text = str(exc.orig)
-    lowered = text.lower()
+    lowered = str(exc.orig).lower()
+    text = _detail(exc)  # what is shown: the first line, no credentials, statement or values
     if "foreign key" in lowered:
         return ConflictError("a referenced row was deleted concurrently", {"reference": text})
     rules = (

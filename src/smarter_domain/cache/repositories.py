@@ -19,15 +19,8 @@ from dogpile.cache.api import NO_VALUE
 from typing_extensions import Unpack
 
 from ..model.entities import ID_MAX, ID_MIN, Account, User, UserProfile, is_valid_id
-from ..model.repositories import (
-    AccountChanges,
-    AccountFields,
-    AccountRepository,
-    UserFields,
-    UserProfileFields,
-    UserProfileRepository,
-    UserRepository,
-)
+from ..model.fields import AccountChanges, AccountFields, UserFields, UserProfileFields
+from ..model.repositories import AccountRepository, UserProfileRepository, UserRepository
 from .records import ProfileRecord
 from .tiered import TieredCache
 
