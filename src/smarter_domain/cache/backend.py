@@ -42,14 +42,12 @@ def record_of(value: CachedValue) -> bytes:
     return codec.record(value.payload, float(value.metadata["ct"]))
 
 
-def read_raw(client: Any, keys: Sequence[str], wire: Any = None) -> list[Any]:
-    """The raw values of ``keys`` (None where missing): one MGET (sent on ``wire``, a
-    ``wire.Wire`` of ``client``, if given), or one per node pipelined on a cluster (whose MGET
-    must stay within one slot)."""
+def read_raw(client: Any, keys: Sequence[str]) -> list[Any]:
+    """The raw values of ``keys`` (None where missing): one MGET, or one per node pipelined on
+    a cluster (whose MGET must stay within one slot). The Redis tier's multi-gets go out on its
+    wire instead (``read_slices``)."""
     if isinstance(client, RedisCluster):
         return list(client.mget_nonatomic(keys))
-    if wire is not None:
-        return list(wire("MGET", *keys)) if keys else []
     return list(client.mget(keys))
 
 

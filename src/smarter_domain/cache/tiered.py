@@ -402,10 +402,10 @@ class TieredCache:
         asking = lacking()
         first = next(asking, None)  # none: the memory tier had them all, Redis is not asked
         guard = self.guard
+        from_redis: tuple[list[Any], list[int]] | None = None  # (values, positions absent)
         if first is not None and guard is not None:
-            found, absent = guard.get_many(chain((first,), asking))
+            from_redis = guard.get_many(chain((first,), asking))
         else:
-            found, absent = [], []
             for _ in asking:  # the rest of the slices, through the memory tier
                 pass
         if use_memory:
@@ -416,7 +416,8 @@ class TieredCache:
             self.stats.add("memory_bypassed", len(keys))
         if not missing:
             return values
-        if first is not None and guard is not None:
+        if from_redis is not None:
+            found, absent = from_redis
             asked = keys if len(missing) == len(keys) else [keys[i] for i in missing]
             self.stats.add("redis_hits", len(asked) - len(absent))
             if len(asked) == len(keys):

@@ -68,6 +68,9 @@ def readiness(health: Health, details: bool = False) -> tuple[int, dict[str, Any
     database, so a Redis blip does not take every replica out of rotation; the body says
     ``degraded``). The body has each component's ``ok``; ``details`` adds what failed, which
     may name hosts and users: for probes that are not public."""
+    status = 503 if health.status == "down" else 200
+    if details:
+        return status, {**health.as_dict(), "ok": health.ok}
     body: dict[str, Any] = {"ok": health.ok, "status": health.status}
     for name, component in (
         ("database", health.database),
@@ -76,9 +79,7 @@ def readiness(health: Health, details: bool = False) -> tuple[int, dict[str, Any
     ):
         if component is not None:
             body[name] = {"ok": component.ok}
-    if details:
-        body = {**health.as_dict(), "ok": health.ok}
-    return (503 if health.status == "down" else 200), body
+    return status, body
 
 
 def acting_profile(domain: Any, username: str | None, url: str) -> UserProfile:
