@@ -31,7 +31,7 @@ def traced(engine: Engine) -> Iterator[list[str]]:
             dbapi_connection.pgconn.trace(log.fileno())
 
         def stop(dbapi_connection: Any, _record: Any) -> None:
-            if not dbapi_connection.closed:
+            if dbapi_connection is not None and not dbapi_connection.closed:
                 dbapi_connection.pgconn.untrace()
 
         event.listen(engine, "checkout", start)
@@ -82,7 +82,11 @@ def test_a_pooled_connection_the_server_closed_is_replaced_without_a_ping(
     assert domain.engine.pool.checkedin() == 1
     killer = create_engine(smarter_database_url)
     with killer.begin() as connection:
-        connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        # With a timeout it returns once the backend has exited (and closed its socket):
+        # without one it only signals it, and the next checkout could come first.
+        assert connection.execute(
+            text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid}
+        ).scalar()
     killer.dispose()
     with traced(domain.engine) as messages:
         assert domain.users.inner.get(user.id) == user
