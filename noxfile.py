@@ -95,7 +95,7 @@ def stress(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Ratios to baselines measured in the same run; exits 1 if a target is missed."""
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test]", "uvicorn>=0.29")
     session.run("bash", "scripts/ensure-servers", external=True)
     session.run("python", "bench/run.py", *session.posargs)
 

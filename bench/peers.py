@@ -60,17 +60,41 @@ invalidation for telling the other processes' memory tiers and waiting for them.
 After the timings, each side's Redis commands for one call of each kind are traced with
 MONITOR (a separate section of the report; commands run inside a Lua script are shown in
 braces after their EVALSHA, the listeners' PINGs are left out).
+
+Async rows (the same run and servers, after the sync rows, the sync domain closed; timed in
+one event loop, in alternating batches as above, each awaited call timed). Ours:
+``sd.AsyncDomain(database_url, redis_url)`` with its defaults, the call timed ``await
+adomain.users.get(id)``; its tiers are those of the ``Domain`` it wraps (a memory-tier hit
+awaits nothing, checked by driving the coroutine once), a Redis-tier hit is one awaited
+script call on a ``redis.asyncio`` client, a miss reads through asyncpg. Theirs:
+``SQLAlchemyAsyncConfig(connection_string=<same database, postgresql+asyncpg>,
+cache_config=<the same CacheConfig>)``, a ``SQLAlchemyAsyncRepository`` with
+``auto_expunge=True`` on ONE ``AsyncSession`` built beforehand, the call timed ``await
+repo.get(id)``. Warm hit: ours from its memory tier, theirs from Redis (checked: no
+transaction begun, so no SQL). Redis-tier hit: ours's memory tier cleared before each call
+(untimed); theirs as in the warm hit. Cold miss: before each call (untimed) ours runs
+``adomain.cache.invalidate([key])``, theirs ``await cache_manager.invalidate_entity_async(
+table, id)``; theirs then awaits ``session.close()`` inside the timed call, as the sync side
+does. Theirs's async cache is its sync one run in threads (read in its 1.12 source): every
+``CacheManager.*_async`` method is ``async_(the *_sync method)``, i.e. ``asyncio.to_thread``
+behind a module-wide 15-token semaphore, and the region is dogpile's ``dogpile.cache.redis``
+backend on the blocking redis-py client. So its hit is one thread hop around a blocking GET;
+its miss three (the GET in ``get``, the GET again in the creator it runs as a singleflight
+task, the SET after the asyncpg read).
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
+import os
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -80,10 +104,11 @@ import redis
 from advanced_alchemy._listeners import CacheInvalidationTracker
 from advanced_alchemy.base import BigIntBase
 from advanced_alchemy.cache import CacheConfig, CacheManager
-from advanced_alchemy.config import SQLAlchemySyncConfig
-from advanced_alchemy.repository import SQLAlchemySyncRepository
+from advanced_alchemy.config import SQLAlchemyAsyncConfig, SQLAlchemySyncConfig
+from advanced_alchemy.repository import SQLAlchemyAsyncRepository, SQLAlchemySyncRepository
 from advanced_alchemy.types import DateTimeUTC
-from sqlalchemy import String
+from sqlalchemy import String, make_url
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 import smarter_domain as sd
@@ -95,7 +120,7 @@ from run import Bench, Timing, _batch, _summary, machine, paired, table
 HERE = Path(__file__).resolve().parent
 USERS = 1000
 TTL = 600  # ours's default; theirs gets the same
-ROUNDS = 15
+ROUNDS = int(os.environ.get("PEERS_ROUNDS", "15"))  # fewer for a smoke run
 SAMPLES = 1000
 TABLE = "aa_user"
 
@@ -116,6 +141,10 @@ class PeerUser(BigIntBase):
 
 
 class PeerUserRepository(SQLAlchemySyncRepository[PeerUser]):
+    model_type = PeerUser
+
+
+class PeerUserAsyncRepository(SQLAlchemyAsyncRepository[PeerUser]):
     model_type = PeerUser
 
 
@@ -159,6 +188,37 @@ def paired_both(
     return _summary(ours_means), _summary(theirs_means), ratios
 
 
+async def apaired_both(
+    ours: Callable[[], Awaitable[Any]],
+    theirs: Callable[[], Awaitable[Any]],
+    per_batch: int,
+    before_ours: Callable[[], Any] | None = None,
+    before_theirs: Callable[[], Any] | None = None,
+    rounds: int = ROUNDS,
+) -> tuple[Timing, Timing, list[float]]:
+    """``paired_both`` for coroutines, in the running loop: each awaited call timed, an
+    untimed ``before`` (sync, or returning an awaitable, which is awaited) per side."""
+
+    async def batch(call: Callable[[], Awaitable[Any]], n: int, before: Any) -> float:
+        total = 0
+        for _ in range(n):
+            if before is not None and inspect.isawaitable(pending := before()):
+                await pending
+            start = time.perf_counter_ns()
+            await call()
+            total += time.perf_counter_ns() - start
+        return total / n
+
+    await batch(ours, min(per_batch, 50), before_ours)
+    await batch(theirs, min(per_batch, 50), before_theirs)
+    ours_means, theirs_means = [], []
+    for _ in range(rounds):
+        ours_means.append(await batch(ours, per_batch, before_ours))
+        theirs_means.append(await batch(theirs, per_batch, before_theirs))
+    ratios = [o / t for o, t in zip(ours_means, theirs_means, strict=True)]
+    return _summary(ours_means), _summary(theirs_means), ratios
+
+
 def percentiles(samples_ms: list[float]) -> tuple[float, float, float]:
     ordered = sorted(samples_ms)
     return statistics.median(ordered), ordered[int(len(ordered) * 0.99) - 1], ordered[-1]
@@ -167,25 +227,29 @@ def percentiles(samples_ms: list[float]) -> tuple[float, float, float]:
 # -- the two sides --------------------------------------------------------------------------
 
 
+def their_cache_config(redis_url: str) -> CacheConfig:
+    """advanced-alchemy's cache, as its caching guide configures it (both of its sides)."""
+    address = urlsplit(redis_url)
+    return CacheConfig(
+        backend="dogpile.cache.redis",
+        expiration_time=TTL,
+        arguments={
+            "host": address.hostname,
+            "port": address.port,
+            "db": 0,
+            "distributed_lock": True,
+            # dogpile warns when this is left True next to a distributed lock
+            "thread_local_lock": False,
+        },
+    )
+
+
 class Theirs:
     """advanced-alchemy, set up as its caching guide says, with one long-lived session."""
 
     def __init__(self, database_url: str, redis_url: str) -> None:
-        address = urlsplit(redis_url)
         self.config = SQLAlchemySyncConfig(
-            connection_string=database_url,
-            cache_config=CacheConfig(
-                backend="dogpile.cache.redis",
-                expiration_time=TTL,
-                arguments={
-                    "host": address.hostname,
-                    "port": address.port,
-                    "db": 0,
-                    "distributed_lock": True,
-                    # dogpile warns when this is left True next to a distributed lock
-                    "thread_local_lock": False,
-                },
-            ),
+            connection_string=database_url, cache_config=their_cache_config(redis_url)
         )
         assert self.config.cache_manager is not None
         self.cache: CacheManager = self.config.cache_manager
@@ -224,6 +288,31 @@ class Theirs:
         self.session.close()
         engine = self.config.get_engine()
         engine.dispose()
+
+
+class TheirsAsync:
+    """advanced-alchemy's async repository, set up as ``Theirs`` (the same cache arguments, the
+    asyncpg driver), with one long-lived ``AsyncSession``; its table is ``Theirs``'s."""
+
+    def __init__(self, database_url: str, redis_url: str) -> None:
+        url = make_url(database_url).set(drivername="postgresql+asyncpg")
+        self.config = SQLAlchemyAsyncConfig(
+            connection_string=url.render_as_string(hide_password=False),
+            cache_config=their_cache_config(redis_url),
+        )
+        assert self.config.cache_manager is not None
+        self.cache: CacheManager = self.config.cache_manager
+        self.session: AsyncSession = self.config.create_session_maker()()
+        self.repo = PeerUserAsyncRepository(session=self.session, auto_expunge=True)
+
+    async def read_and_release(self, user_id: int) -> Any:
+        user = await self.repo.get(user_id)
+        await self.session.close()
+        return user
+
+    async def close(self) -> None:
+        await self.session.close()
+        await self.config.get_engine().dispose()
 
 
 def seed_ours(domain: sd.Domain, count: int) -> None:
@@ -469,6 +558,88 @@ def latency_fact(bench: Bench, invalidate: Callable[[], None], kind: str, target
     )
 
 
+def awaits_nothing(coroutine: Coroutine[Any, Any, Any]) -> bool:
+    """Whether ``coroutine`` finishes on its first step, without yielding to the loop."""
+    try:
+        coroutine.send(None)
+    except StopIteration:
+        return True
+    coroutine.close()
+    return False
+
+
+async def async_row(
+    bench: Bench,
+    figure: str,
+    baseline: str,
+    target: str,
+    met: Callable[[float], bool] | None,
+    *timed: Any,
+    **befores: Any,
+) -> None:
+    """One async row: ``apaired_both(*timed, **befores)``, the ratio theirs / ours."""
+    ours, base, ratios = await apaired_both(*timed, **befores)
+    faster = statistics.median(1 / r for r in ratios)
+    ok = None if met is None else met(faster)
+    bench.ratio(figure, ours, base, baseline, target, ok, faster, "ratio = theirs / ours")
+
+
+async def async_rows(bench: Bench, urls: tuple[str, str], ours_id: int, their_id: int) -> None:
+    """The async section, all in the one running loop."""
+    async with sd.AsyncDomain(*urls) as adomain:
+        theirs = TheirsAsync(*urls)
+        try:
+            key = adomain.cache.keys.user(ours_id)
+            await adomain.users.get(ours_id)
+            await theirs.read_and_release(their_id)
+            await theirs.repo.get(their_id)
+            assert not theirs.session.in_transaction(), "an async hit of theirs ran SQL"
+            assert awaits_nothing(adomain.users.get(ours_id)), "ours's async hit awaited"
+
+            def ours() -> Awaitable[Any]:
+                return adomain.users.get(ours_id)
+
+            def their_hit() -> Awaitable[Any]:
+                return theirs.repo.get(their_id)
+
+            hit = "advanced-alchemy async repo.get, dogpile Redis region hit (in a thread)"
+            await async_row(
+                bench,
+                "async warm hit by id (ours: memory tier)",
+                hit,
+                ">= 20x faster",
+                lambda faster: faster >= 20,
+                ours,
+                their_hit,
+                2000,
+            )
+            await async_row(
+                bench,
+                "async Redis-tier hit by id (ours: memory tier cleared before each call)",
+                hit,
+                "report",
+                None,
+                ours,
+                their_hit,
+                300,
+                before_ours=adomain.cache.clear_memory,
+            )
+            await async_row(
+                bench,
+                "async cold miss by id (entry dropped from every tier before each call)",
+                "advanced-alchemy async repo.get + session.close, entry deleted before",
+                "faster",
+                lambda faster: faster > 1,
+                ours,
+                lambda: theirs.read_and_release(their_id),
+                100,
+                before_ours=lambda: adomain.cache.invalidate([key]),
+                before_theirs=lambda: theirs.cache.invalidate_entity_async(TABLE, their_id),
+            )
+        finally:
+            await theirs.close()
+
+
 def command_traces(
     domain: sd.Domain, theirs: Theirs, ours_id: int, their_id: int, redis_url: str
 ) -> dict[str, str]:
@@ -532,6 +703,8 @@ def main() -> int:
                 }
             finally:
                 theirs.close()
+        # The sync domain is closed: its listener no longer acknowledges ours's invalidations.
+        asyncio.run(async_rows(bench, urls, ours_id, their_id))
     report(bench, traces, machine(), time.monotonic() - started)
     return 0 if all(row["met"] is not False for row in bench.rows) else 1
 

@@ -507,6 +507,12 @@ def main() -> int:
             long_list_row(bench, full, 3000)
             propagation_row(bench, full, postgres_url, redis_server.url)
         stampede_row(bench, postgres_url, redis_server.url)
+        # (imported here: they import this module's helpers)
+        from aio_rows import async_rows
+        from http_rows import http_rows
+
+        async_rows(bench, sqlite_url, postgres_url, redis_server.url)
+        http_rows(bench, postgres_url, redis_server.url)
     import_rows(bench)
     report(bench, machine(), time.monotonic() - started)
     return 0 if all(row["met"] is not False for row in bench.rows) else 1

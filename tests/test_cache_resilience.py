@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -188,9 +189,9 @@ def test_pending_deletes_count_a_flush_owed_and_a_replay_under_way(redis_domain:
     flush = guard._flush_namespace
     assert flush is not None
 
-    def watched_flush() -> None:
+    def watched_flush(client: Any) -> None:
         seen.append(guard.pending_deletes)  # while the replay is under way
-        flush()
+        flush(client)
 
     guard._flush_namespace = watched_flush
     guard.deliver_pending()

@@ -316,7 +316,7 @@ def _lock_of(domain: Domain, name: str) -> Any:
         "stats": lambda: cache.stats._lock,
         "lru": lambda: cache._lru._lock if cache._lru is not None else None,
         "mutexes": lambda: cache.redis._lock_registry._mutex if cache.redis else None,
-        "default": lambda: domain_module._default_lock,
+        "default": lambda: domain_module._defaults._lock,
     }[name]()
 
 

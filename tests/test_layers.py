@@ -14,7 +14,15 @@ PACKAGE = Path(smarter_domain.__file__).parent
 
 ALLOWED = {
     "model": {"model"},
-    "integrations": {"model", "services", "integrations", "domain", "settings"},
+    "integrations": {
+        "model",
+        "services",
+        "integrations",
+        "domain",
+        "domain_async",
+        "aio",
+        "settings",
+    },
     "adapters": {"model", "adapters"},
     "cache": {"model", "cache"},
     "services": {"model", "adapters", "cache", "services"},
@@ -22,12 +30,22 @@ ALLOWED = {
 """What each layer may import from the library (anything else, at run time or for typing)."""
 
 ROOTS = {
-    "smarter_domain",
-    "smarter_domain.api",
-    "smarter_domain.entrypoints.cli",
-    "smarter_domain.integrations.flask",
+    "smarter_domain.domain": {
+        "smarter_domain",
+        "smarter_domain.api",
+        "smarter_domain.entrypoints.cli",
+        "smarter_domain.integrations.flask",
+        "smarter_domain.domain_async",  # the async root wraps a sync one
+    },
+    "smarter_domain.domain_async": {
+        "smarter_domain",
+        "smarter_domain.aio",
+        "smarter_domain.integrations.asgi",
+        "smarter_domain.integrations.fastapi",
+        "smarter_domain.integrations.litestar",
+    },
 }
-"""The only modules of the library (besides ``testing``) that import the composition root:
+"""The only modules of the library (besides ``testing``) that import each composition root:
 entry points, which build one."""
 
 
@@ -75,13 +93,14 @@ def test_a_layer_imports_only_the_layers_it_stands_on(layer: str) -> None:
     assert not wrong, f"{layer} imports {sorted(wrong)}"
 
 
-def test_nothing_imports_the_composition_root_back() -> None:
+@pytest.mark.parametrize("root", sorted(ROOTS))
+def test_nothing_imports_the_composition_root_back(root: str) -> None:
     importers = {
         module
         for module, targets in _imports().items()
-        if "smarter_domain.domain" in targets and _layer(module) != "testing"
+        if root in targets and _layer(module) != "testing"
     }
-    assert importers <= ROOTS, sorted(importers - ROOTS)
+    assert importers <= ROOTS[root], sorted(importers - ROOTS[root])
 
 
 def test_the_graph_is_read() -> None:
@@ -90,3 +109,5 @@ def test_the_graph_is_read() -> None:
     assert "smarter_domain.model.errors" in graph["smarter_domain.model.entities"]
     assert "smarter_domain.services.unit_of_work" in graph["smarter_domain.domain"]
     assert "smarter_domain.domain" in graph["smarter_domain.api"]
+    assert "smarter_domain.domain" in graph["smarter_domain.domain_async"]
+    assert "smarter_domain.domain_async" in graph["smarter_domain.integrations.fastapi"]

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     )
     from .cache import CacheStats, TieredCache
     from .domain import Domain, configure, get_domain, set_domain
+    from .domain_async import AsyncDomain
     from .model.account_number import generate_account_number, is_account_number
     from .model.changes import Change
     from .model.entities import Account, User, UserProfile
@@ -85,6 +86,7 @@ _EXPORTS = {
     ".cache": ("CacheStats", "TieredCache"),
     ".model.changes": ("Change",),
     ".domain": ("Domain", "configure", "get_domain", "set_domain"),
+    ".domain_async": ("AsyncDomain",),
     ".model.entities": ("Account", "User", "UserProfile"),
     ".model.errors": (
         "AccountNotFound",
@@ -116,9 +118,12 @@ _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in nam
 _SUBMODULES = frozenset(
     {
         "adapters",
+        "aio",
         "api",
         "cache",
+        "defaults",
         "domain",
+        "domain_async",
         "entrypoints",
         "forking",
         "integrations",
@@ -166,6 +171,7 @@ __all__ = [
     "AccountBroker",
     "AccountNotFound",
     "AccountUtilities",
+    "AsyncDomain",
     "CacheStats",
     "CacheUnavailable",
     "Change",

@@ -6,12 +6,11 @@ Importing this module imports neither the domain nor SQLAlchemy: the first call 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast, overload
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from .cache.results import CachedFunction
+    from .cache.results import AsyncCachedFunction, CachedFunction
     from .domain import Domain
     from .model.entities import Account, User, UserProfile
     from .model.urls import account_number_from_url
@@ -98,18 +97,35 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+class CacheResultsDecorator(Protocol):
+    """What ``cache_results(...)`` returns: a ``CachedFunction`` for a function, an
+    ``AsyncCachedFunction`` (awaited, with ``await f.invalidate(...)``) for an ``async def``."""
+
+    @overload
+    def __call__(  # type: ignore[overload-overlap]  # an async def matches the first
+        self, function: Callable[P, Coroutine[Any, Any, R]]
+    ) -> AsyncCachedFunction[P, R]: ...
+
+    @overload
+    def __call__(self, function: Callable[P, R]) -> CachedFunction[P, R]: ...
+
+
 def cache_results(
     timeout: float | None = None,
     cache_key: str | None = None,
     *,
     domain: Any = None,
     namespace: str | None = None,
-) -> Callable[[Callable[P, R]], CachedFunction[P, R]]:
+) -> CacheResultsDecorator:
     """Memoize a function in the default domain's cache tiers (or ``domain=``'s).
 
     ``timeout`` (seconds) defaults to the domain's ``cache_ttl``. ``None`` results are
     cached, exceptions are not. A result the cache format cannot hold raises TypeError, and
     so does an argument it cannot key (naming it).
+
+    An ``async def`` is memoized in the default ``AsyncDomain`` (``aio.get_domain()``) or
+    ``domain=`` (an ``AsyncDomain``): ``await f(...)``, ``await f.invalidate(...)``; both
+    kinds share the keys and entries of one cache.
 
     A closure's captured values are part of its key, read once when it is decorated and
     encoded like arguments, so two closures made by one factory with different values never
@@ -118,12 +134,24 @@ def cache_results(
     name) raises TypeError at decoration time; ``namespace="..."`` then names the closure's
     entries instead of its captured values (closures given the same namespace share entries).
     """
-    from .cache.results import CachedFunction, check_options
+    import inspect
+
+    from .cache.results import AsyncCachedFunction, CachedFunction, check_options
 
     check_options(timeout, cache_key, namespace)
-    domain_of = (lambda: domain) if domain is not None else (lambda: _get_domain())
 
-    def decorate(function: Callable[P, R]) -> CachedFunction[P, R]:
+    def decorate(function: Callable[..., Any]) -> Any:
+        if inspect.iscoroutinefunction(function):
+            if domain is not None:
+                return AsyncCachedFunction(function, timeout, cache_key, lambda: domain, namespace)
+            return AsyncCachedFunction(function, timeout, cache_key, _async_default, namespace)
+        domain_of = (lambda: domain) if domain is not None else (lambda: _get_domain())
         return CachedFunction(function, timeout, cache_key, domain_of, namespace)
 
-    return decorate
+    return cast(CacheResultsDecorator, decorate)
+
+
+def _async_default() -> Any:
+    from .aio import get_domain
+
+    return get_domain()

@@ -4,8 +4,6 @@ later, caches and brokers. ``configure()`` / ``get_domain()`` manage the process
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from collections.abc import Callable, Sequence
 from functools import partial
 from types import TracebackType
@@ -40,7 +38,8 @@ from .cache.repositories import (
 from .cache.resilience import REDIS_ERRORS
 from .cache.stats import CacheStats
 from .cache.tiered import TieredCache
-from .cache.topology import close_client, parse_redis_url
+from .cache.topology import RedisTarget, close_client, parse_redis_url
+from .defaults import ProcessDefault
 from .model.changes import Change
 from .model.entities import Entity, UserProfile
 from .model.errors import CacheUnavailable, ConfigurationError, ConflictError, ValidationError
@@ -87,6 +86,8 @@ class Domain:
         redis_options: RedisOptions | None = None,
         consistency: Consistency = "strict",
         migrations_table: str = migrations.DEFAULT_VERSION_TABLE,
+        _reads_in_autocommit: bool = False,
+        _subscribe_wait: float = 2.0,
     ) -> None:
         if consistency not in ("strict", "available"):
             raise ConfigurationError(
@@ -118,13 +119,17 @@ class Domain:
             self.engine, expire_on_commit=False
         )
         self._redis_client: Any = None  # the client this domain made, closed with it
+        self.redis_target: RedisTarget | None = None  # where it is, from ``redis_url``
+        self.redis_options = redis_options or RedisOptions()
         self._listener: InvalidationListener | None = None
+        self._subscribe_wait = _subscribe_wait  # (0 for an AsyncDomain: never on the loop)
         self.cache = self._build_cache(
             memory_region, redis_region, memory_cache_size, cache_namespace, redis_options
         )
         self._after_commit: list[AfterCommit] = []
         reads: Callable[[], Session] = self.session_factory
-        if self._owns_engine and autocommit_reads(self.engine):
+        # (``_reads_in_autocommit``: the engine is the sync face of an AsyncDomain's own.)
+        if (self._owns_engine or _reads_in_autocommit) and autocommit_reads(self.engine):
             # The session factory's own sessions (its configuration, its event listeners),
             # bound to the engine in autocommit. Not on an application's engine: its
             # listeners may set up each transaction (SET LOCAL), which autocommit would skip.
@@ -162,6 +167,7 @@ class Domain:
             return TieredCache(memory, keys=keys, stats=stats)
         options = redis_options or RedisOptions()
         target = parse_redis_url(self.settings.redis_url) if self.settings.redis_url else None
+        self.redis_target = target
         if redis_tier is None:
             assert target is not None
             try:
@@ -192,7 +198,7 @@ class Domain:
                 tick=guard.deliver_pending,  # an outage's invalidations go out as soon as it ends
             )
             cache.listener = self._listener
-            self._listener.start()
+            self._listener.start(self._subscribe_wait)
         return cache
 
     @classmethod
@@ -357,19 +363,7 @@ class Domain:
         return f"Domain(database_url={url!r}, redis_url={self.settings.redis_url!r})"
 
 
-_default_lock = threading.Lock()
-
-
-def _renew_default_lock() -> None:
-    """In a forked child: a thread of the parent may have held the lock at the fork."""
-    global _default_lock
-    _default_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
-    os.register_at_fork(after_in_child=_renew_default_lock)
-_default: Domain | None = None
-_default_is_ours = False
+_defaults: ProcessDefault[Domain] = ProcessDefault(lambda: Domain.from_env())
 
 
 def configure(
@@ -381,40 +375,23 @@ def configure(
     """Build a Domain and make it the process default; a default built earlier by
     ``configure``/``get_domain`` is closed."""
     domain = Domain(database_url, redis_url, cache_ttl, **options)
-    _install(domain, owned=True)
+    replaced = _defaults.install(domain)
+    if replaced is not None:
+        replaced.close()
     return domain
 
 
 def get_domain() -> Domain:
     """The process default, built from ``SMARTER_*`` environment variables on first use."""
-    global _default, _default_is_ours
-    domain = _default
-    if domain is not None:
-        return domain
-    with _default_lock:
-        if _default is None:
-            _default, _default_is_ours = Domain.from_env(), True
-        return _default
+    return _defaults.get()
 
 
 def current_default() -> Domain | None:
     """The process default if one is installed (``get_domain`` would build one)."""
-    return _default
+    return _defaults.current()
 
 
 def set_domain(domain: Domain | None) -> Domain | None:
     """Install an application-owned Domain (or none) as the default; returns the previous one,
     which is left open: the caller owns both."""
-    global _default, _default_is_ours
-    with _default_lock:
-        previous, _default, _default_is_ours = _default, domain, False
-        return previous
-
-
-def _install(domain: Domain, owned: bool) -> None:
-    global _default, _default_is_ours
-    with _default_lock:
-        previous, previous_ours = _default, _default_is_ours
-        _default, _default_is_ours = domain, owned
-    if previous is not None and previous_ours and previous is not domain:
-        previous.close()
+    return _defaults.set(domain)

@@ -21,6 +21,7 @@ writes were still refused. ``--fault all`` runs every fault in turn and prints a
 from __future__ import annotations
 
 import argparse
+import asyncio
 import bisect
 import contextlib
 import json
@@ -59,6 +60,8 @@ the commit, before the invalidation; half after preparing, before the commit).""
 @dataclass
 class Report:
     operations: int = 0
+    async_operations: int = 0
+    """Of ``operations``, those of the workers on the async front door (``AsyncDomain``)."""
     reads: int = 0
     writes: int = 0
     stale_reads: int = 0
@@ -76,7 +79,7 @@ class Report:
     def lines(self) -> list[str]:
         latency = ", ".join(f"{k} {v:.2f} ms" for k, v in self.latency_ms.items()) or "none"
         return [
-            f"operations: {self.operations}",
+            f"operations: {self.operations} ({self.async_operations} through AsyncDomain)",
             f"reads: {self.reads}",
             f"writes: {self.writes}",
             f"stale reads: {self.stale_reads} (oldest stale value: {self.oldest_stale_ms:.1f} ms)",
@@ -94,12 +97,14 @@ CONSISTENCY = os.environ.get("SMARTER_STRESS_CONSISTENCY", "strict")
 """The workers' ``Domain(consistency=...)`` (``--consistency``; inherited by spawned workers)."""
 
 
-def _domain(database_url: str, redis_url: str) -> Any:
+def _domain(database_url: str, redis_url: str, asynchronous: bool = False) -> Any:
+    """A worker's domain: a ``Domain``, or (``asynchronous``) an ``AsyncDomain``."""
     import smarter_domain as sd
     from smarter_domain.cache import RedisOptions
 
     options = RedisOptions(socket_timeout=0.2, connect_timeout=0.2, retry_after=0.2, lock_timeout=2)
-    return sd.Domain(database_url, redis_url, redis_options=options, consistency=CONSISTENCY)
+    kind = sd.AsyncDomain if asynchronous else sd.Domain
+    return kind(database_url, redis_url, redis_options=options, consistency=CONSISTENCY)
 
 
 def setup(database_url: str, workers: int) -> None:
@@ -137,18 +142,72 @@ def _user_manifest(username: str, first_name: str) -> dict[str, Any]:
 
 
 def worker_main(
-    index: int, database_url: str, redis_url: str, seconds: float, output: str, seed: int
+    index: int,
+    database_url: str,
+    redis_url: str,
+    seconds: float,
+    output: str,
+    seed: int,
+    asynchronous: bool = False,
 ) -> None:
-    with _domain(database_url, redis_url) as domain:
-        result = work(domain, index, time.monotonic() + seconds, seed)
-        listener = domain.cache.listener
-        result["latencies"] = list(listener.latencies_ms) if listener is not None else []
+    """One worker process: the sync front door, or (``asynchronous``) the async one, on an
+    event loop (both doors share the cache: keys, records, channel, listener protocol)."""
+
+    async def on_a_loop() -> dict[str, Any]:
+        async with _domain(database_url, redis_url, asynchronous=True) as adomain:
+            found = await work_on(adomain, index, time.monotonic() + seconds, seed)
+            found["latencies"] = _latencies(adomain)
+            return found
+
+    if asynchronous:
+        result = asyncio.run(on_a_loop())
+    else:
+        with _domain(database_url, redis_url) as domain:
+            result = work(domain, index, time.monotonic() + seconds, seed)
+            result["latencies"] = _latencies(domain)
+    result["asynchronous"] = asynchronous
     Path(output).write_text(json.dumps(result))
 
 
+def _latencies(domain: Any) -> list[float]:
+    listener = domain.cache.listener
+    return list(listener.latencies_ms) if listener is not None else []
+
+
+class _Now:
+    """A sync domain (or one of its parts) with the async door's call forms: each method's
+    result comes back awaitable, so one ``work_on`` drives both doors."""
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._target, name)
+        if name in ("utils", "users", "accounts", "profiles"):
+            return _Now(value)
+        if not callable(value):
+            return value
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return _ready(value(*args, **kwargs))
+
+        return call
+
+
+async def _ready(value: Any) -> Any:
+    return value
+
+
 def work(domain: Any, index: int, until: float, seed: int) -> dict[str, Any]:
-    """One worker's share of the load on ``domain`` (its own, in a worker process; a shared
-    one, in the threads test) until ``until``: writes through brokers to the worker's own
+    """``work_on`` a sync ``Domain`` (its own, in a worker process; a shared one, in the
+    threads test: each thread runs its own loop)."""
+    result: dict[str, Any] = asyncio.run(work_on(_Now(domain), index, until, seed))
+    return result
+
+
+async def work_on(domain: Any, index: int, until: float, seed: int) -> dict[str, Any]:
+    """One worker's share of the load on ``domain`` (an ``AsyncDomain``, or a sync domain
+    seen through ``_Now``) until ``until``: writes through brokers to the worker's own
     users (and, for worker 0, the account), reads of every shared user and the account
     through the cached utilities, lists and profiles. What it read and wrote, when, for
     ``check``; writes refused (strict consistency) and calls that met a database that was
@@ -162,10 +221,10 @@ def work(domain: Any, index: int, until: float, seed: int) -> dict[str, Any]:
     database_down: list[float] = []
     errors: list[str] = []
     utils = domain.utils
-    admin = domain.bootstrap()
-    account = domain.accounts.get_by_number(ACCOUNT_NUMBER)
+    admin = await domain.bootstrap()
+    account = await domain.accounts.get_by_number(ACCOUNT_NUMBER)
     assert account is not None
-    members = domain.users.inner.list_for_account(account.id)
+    members = await domain.users.list_for_account(account.id)
     mine = [u for u in members if u.username.startswith(f"w{index}u")]
     others = [u for u in members if u.username.startswith("w")]
 
@@ -179,7 +238,7 @@ def work(domain: Any, index: int, until: float, seed: int) -> dict[str, Any]:
         try:
             if choice < 0.12 and mine:
                 user = rng.choice(mine)
-                updated = domain.apply(
+                updated = await domain.apply(
                     _user_manifest(user.username, f"v{rng.randrange(10**9)}"), actor=admin
                 )
                 writes.append((time.monotonic(), "User", updated.id, updated.version))
@@ -190,28 +249,28 @@ def work(domain: Any, index: int, until: float, seed: int) -> dict[str, Any]:
                     "metadata": {"name": ACCOUNT_NAME, "accountNumber": ACCOUNT_NUMBER},
                     "spec": {"config": {"city": f"c{rng.randrange(10**9)}"}},
                 }
-                updated = domain.apply(manifest, actor=admin)
+                updated = await domain.apply(manifest, actor=admin)
                 writes.append((time.monotonic(), "Account", updated.id, updated.version))
             elif choice < 0.35:
-                saw("User", started, utils.get_cached_user_for_username(target.username))
+                saw("User", started, await utils.get_cached_user_for_username(target.username))
             elif choice < 0.50:
-                found = utils.get_cached_user_for_user_id(target.id)
+                found = await utils.get_cached_user_for_user_id(target.id)
                 assert found is not None
                 saw("User", started, found)
             elif choice < 0.65:
-                for user in utils.get_users_for_account(account):
+                for user in await utils.get_users_for_account(account):
                     saw("User", started, user)
             elif choice < 0.80:
-                for profile in utils.get_user_profiles_for_account(account) or []:
+                for profile in await utils.get_user_profiles_for_account(account) or []:
                     saw("User", started, profile.user)
                     saw("Account", started, profile.account)
             elif choice < 0.90:
-                found_account = utils.get_cached_account_for_user(target)
+                found_account = await utils.get_cached_account_for_user(target)
                 assert found_account is not None
                 saw("Account", started, found_account)
             else:
-                profile = domain.profiles.get_for(target.id, account.id)
-                for owner in utils.valid_resource_owners_for_user(profile):
+                profile = await domain.profiles.get_for(target.id, account.id)
+                for owner in await utils.valid_resource_owners_for_user(profile):
                     saw("User", started, owner.user)
         except sd.CacheUnavailable:
             refused.append(time.monotonic())  # strict consistency: the write was refused
@@ -308,6 +367,8 @@ def check(results: list[dict[str, Any]]) -> Report:
         report.refused_writes += len(result.get("refused", []))
         report.database_errors += len(result.get("database_down", []))
         report.examples.extend(result["errors"][:2])
+        if result.get("asynchronous"):
+            report.async_operations += len(result["reads"]) + len(result["writes"])
         for started, kind, entity_id, version in result["reads"]:
             times, highest = histories.get((kind, entity_id), ([], []))
             returned_before = bisect.bisect_left(times, started)
@@ -396,10 +457,13 @@ def run(
     fault: str = "redis-restart",
     faults: int | None = None,
     postgres: Any = None,
+    async_workers: int = 0,
 ) -> Report:
     """``faults`` (default ``redis_restarts``) times, evenly spread, inject ``fault`` (or,
     with ``disrupt``, call that instead: a cluster's slot moves). ``writer-kill`` runs a
-    kamikaze writer for the whole run instead, respawned each time it dies."""
+    kamikaze writer for the whole run instead, respawned each time it dies. The last
+    ``async_workers`` workers use the async front door (``AsyncDomain``), the others the
+    sync one."""
     count = redis_restarts if faults is None else faults
     kamikaze = fault == "writer-kill"
     setup(database_url, workers + (1 if kamikaze else 0))
@@ -412,6 +476,7 @@ def run(
             context.Process(
                 target=worker_main,
                 args=(i, database_url, redis_server.url, seconds, outputs[i], seed),
+                kwargs={"asynchronous": i >= workers - async_workers},
             )
             for i in range(workers)
         ]
@@ -473,6 +538,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--faults", type=int, default=None, help="how many (default 3)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--consistency", choices=["strict", "available"], default="strict")
+    parser.add_argument(
+        "--async-workers", type=int, default=0, help="how many workers use AsyncDomain"
+    )
     args = parser.parse_args(argv)
     os.environ["SMARTER_STRESS_CONSISTENCY"] = args.consistency  # for the spawned workers
 
@@ -499,13 +567,14 @@ def main(argv: list[str] | None = None) -> int:
                 fault=fault,
                 faults=count,
                 postgres=postgres,
+                async_workers=args.async_workers,
             )
         postgres.close()
         redis.close()
         reports.append(report)
         print(
-            f"stress run: {args.workers} workers, {args.seconds:.0f} s, fault {fault}, "
-            f"consistency {args.consistency}"
+            f"stress run: {args.workers} workers ({args.async_workers} async), "
+            f"{args.seconds:.0f} s, fault {fault}, consistency {args.consistency}"
         )
         for line in report.lines():
             print(f"  {line}")
@@ -520,7 +589,8 @@ def main(argv: list[str] | None = None) -> int:
         print("|---|---|---|---|---|---|---|---|")
         for r in reports:
             print(
-                f"| {r.fault} x{r.faults} | {r.operations} | {r.stale_reads} | "
+                f"| {r.fault} x{r.faults} | {r.operations} ({r.async_operations} async) | "
+                f"{r.stale_reads} | "
                 f"{r.oldest_stale_ms:.0f} ms | {r.errors} | {r.refused_writes} | "
                 f"{r.database_errors} | {r.recovery_ms:.0f} ms |"
             )

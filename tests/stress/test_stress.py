@@ -1,6 +1,7 @@
 """The short stress runs: 4 processes, about 20 s, one Redis restart; then a short run of each
-other fault (``harness.FAULTS``). Zero stale reads and zero errors in every one. (``nox -s
-stress`` runs the long ones.)"""
+other fault (``harness.FAULTS``). Two of the four workers use the async front door
+(``AsyncDomain``), two the sync one, on the same cache. Zero stale reads and zero errors in
+every one. (``nox -s stress`` runs the long ones.)"""
 
 from __future__ import annotations
 
@@ -26,10 +27,12 @@ def own_redis() -> Iterator[RedisServer]:
 @pytest.mark.timeout(180)
 def test_short_stress_run(smarter_postgres_server: PostgresServer, own_redis: RedisServer) -> None:
     url = smarter_postgres_server.create_database("stress_short")
-    report = run(url, own_redis, seconds=20, workers=4, redis_restarts=1)
+    report = run(url, own_redis, seconds=20, workers=4, redis_restarts=1, async_workers=2)
     print("\n".join(report.lines()))
     assert report.reads > 1000
     assert report.writes > 50
+    assert report.async_operations > 100  # both front doors did work
+    assert report.operations - report.async_operations > 100
     assert report.errors == 0, report.examples
     assert report.stale_reads == 0, report.examples
     assert report.redis_restarts == 1
@@ -56,12 +59,19 @@ def test_short_fault_run(
         with PostgresServer(durable=True) as postgres:
             url = postgres.create_database("stress")
             report = run(
-                url, own_redis, seconds=12, workers=4, fault=fault, faults=1, postgres=postgres
+                url,
+                own_redis,
+                seconds=12,
+                workers=4,
+                fault=fault,
+                faults=1,
+                postgres=postgres,
+                async_workers=2,
             )
         postgres.close()
     else:
         url = smarter_postgres_server.create_database(f"stress_{fault.replace('-', '_')}")
-        report = run(url, own_redis, seconds=12, workers=4, fault=fault, faults=1)
+        report = run(url, own_redis, seconds=12, workers=4, fault=fault, faults=1, async_workers=2)
     print("\n".join(report.lines()))
     assert report.reads > 1000
     assert report.errors == 0, report.examples

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import select
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
@@ -11,6 +11,9 @@ from sqlalchemy.exc import ArgumentError, DisconnectionError
 from sqlalchemy.orm import Session, SessionTransaction
 
 from ..model.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 def normalize_url(database_url: str) -> URL:
@@ -46,7 +49,8 @@ def _sqlite_foreign_keys(dbapi_connection: Any, record: Any, _proxy: Any) -> Non
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA foreign_keys=ON")
-        row = cursor.execute("PRAGMA foreign_keys").fetchone()
+        cursor.execute("PRAGMA foreign_keys")
+        row = cursor.fetchone()  # (execute's result is no cursor on the asyncio adapters)
     finally:
         cursor.close()
     if row is None or row[0] != 1:
@@ -79,6 +83,9 @@ def begin_savepoint(session: Session) -> SessionTransaction:
     connection = session.connection()  # begins the session's transaction
     if connection.dialect.name == "sqlite":
         driver = connection.connection.dbapi_connection
+        # aiosqlite's connection, under SQLAlchemy's adapter, tells the same (and begins the
+        # same way: its legacy transaction mode is sqlite3's).
+        driver = getattr(driver, "driver_connection", driver)
         if driver is not None and not getattr(driver, "in_transaction", True):
             connection.exec_driver_sql("BEGIN")
     return session.begin_nested()
@@ -128,25 +135,85 @@ def autocommit_reads(engine: Engine) -> bool:
     return level in (None, "READ COMMITTED")
 
 
-def create_domain_engine(database_url: str, **options: Any) -> Engine:
+def _asyncpg_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """``_closed_by_server`` for asyncpg: the event loop has already read what the server
+    sent on an idle connection (its termination notice, or end-of-file), so asyncpg knows it
+    is closed (``is_closed``, no round trip)."""
+    driver = getattr(dbapi_connection, "driver_connection", None)
+    if driver is None or driver.is_closed():
+        raise DisconnectionError("the server closed this pooled connection")
+
+
+_ASYNC_DRIVERS = {"sqlite": ("pysqlite", "aiosqlite"), "postgresql": ("psycopg", "asyncpg")}
+"""The blocking driver this package ships and the asyncio one, per backend."""
+
+
+def normalize_async_url(database_url: str) -> URL:
+    """``normalize_url`` for the async front door: ``sqlite://`` and ``postgresql://`` (and
+    the blocking drivers named explicitly) use aiosqlite and asyncpg; another asyncio driver
+    named explicitly (``postgresql+psycopg_async``) is kept."""
     url = normalize_url(database_url)
-    if url.get_backend_name() == "sqlite":
-        if url.database in (None, "", ":memory:") or url.query.get("mode") == "memory":
-            raise ConfigurationError(
-                "in-memory SQLite is not supported: every session must see only committed "
-                "data, and one shared connection cannot; use a file (sqlite:///app.db)"
-            )
+    drivers = _ASYNC_DRIVERS.get(url.get_backend_name())
+    if drivers is not None and url.get_driver_name() in (drivers[0], "psycopg2", ""):
+        url = url.set(drivername=f"{url.get_backend_name()}+{drivers[1]}")
+    if url.get_driver_name() == "asyncpg" and "sslmode" in url.query:
+        # libpq's name for it; asyncpg takes the same values as ``ssl``
+        query = dict(url.query)
+        query["ssl"] = query.pop("sslmode")
+        url = url.set(query=query)
+    return url
+
+
+def _check_sqlite_file(url: URL) -> None:
+    if url.database in (None, "", ":memory:") or url.query.get("mode") == "memory":
+        raise ConfigurationError(
+            "in-memory SQLite is not supported: every session must see only committed "
+            "data, and one shared connection cannot; use a file (sqlite:///app.db)"
+        )
+
+
+def _tuned(url: URL, options: dict[str, Any], make: Any) -> Any:
+    """An engine of ``url`` made by ``make`` (``create_engine`` or
+    ``create_async_engine``), with this package's settings per backend; its hooks go on the
+    blocking engine (an async engine's ``sync_engine``), where SQLAlchemy runs them."""
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        _check_sqlite_file(url)
         options.setdefault("connect_args", {}).setdefault("timeout", 30)
-        engine = create_engine(url, **options)
-        event.listen(engine, "connect", _sqlite_pragmas)
+        engine = make(url, **options)
+        event.listen(getattr(engine, "sync_engine", engine), "connect", _sqlite_pragmas)
         return engine
-    if url.get_backend_name() == "postgresql":
-        checked = url.get_driver_name() == "psycopg" and "pool_pre_ping" not in options
+    if backend == "postgresql":
+        hook = {"psycopg": _closed_by_server, "asyncpg": _asyncpg_closed}.get(url.get_driver_name())
+        checked = hook is not None and "pool_pre_ping" not in options
         options.setdefault("pool_pre_ping", not checked)
-        engine = create_engine(url, **options)
-        if checked:
-            event.listen(engine, "checkout", _closed_by_server)
+        engine = make(url, **options)
+        if checked and hook is not None:
+            event.listen(getattr(engine, "sync_engine", engine), "checkout", hook)
         return engine
-    raise ConfigurationError(
-        f"unsupported database {url.get_backend_name()!r}: use sqlite or postgresql"
-    )
+    raise ConfigurationError(f"unsupported database {backend!r}: use sqlite or postgresql")
+
+
+def create_domain_engine(database_url: str, **options: Any) -> Engine:
+    engine: Engine = _tuned(normalize_url(database_url), options, create_engine)
+    return engine
+
+
+def create_async_domain_engine(database_url: str, **options: Any) -> AsyncEngine:
+    """The async front door's engine: aiosqlite or asyncpg (``normalize_async_url``), tuned
+    as ``create_domain_engine`` tunes the blocking one."""
+    import importlib.util
+
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    url = normalize_async_url(database_url)
+    for module in (
+        "greenlet",
+        {"asyncpg": "asyncpg", "aiosqlite": "aiosqlite"}.get(url.get_driver_name(), "greenlet"),
+    ):
+        if importlib.util.find_spec(module) is None:
+            raise ConfigurationError(
+                f"the async front door needs {module}: pip install 'smarter-domain[asyncio]'"
+            )
+    engine: AsyncEngine = _tuned(url, options, create_async_engine)
+    return engine

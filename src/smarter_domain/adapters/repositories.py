@@ -187,6 +187,14 @@ def translated_errors() -> Iterator[None]:
         ) from exc
     except PoolTimeoutError as exc:
         raise DatabaseError(f"no database connection became free in time: {exc}") from exc
+    except OSError as exc:
+        # A driver that does not wrap what its connect raises (asyncpg: a refused or timed
+        # out connection is the socket's own error).
+        raise DatabaseError(f"the database cannot be reached: {type(exc).__name__}") from exc
+    except Exception as exc:
+        if type(exc).__module__.startswith("asyncpg"):  # its own errors, unwrapped at connect
+            raise DatabaseError(f"the PostgreSQL database failed: {type(exc).__name__}") from exc
+        raise
 
 
 def check_fields(

@@ -46,8 +46,8 @@ def read_raw(client: Any, keys: Sequence[str]) -> list[Any]:
     """The raw values of ``keys`` (None where missing): one MGET, or one per node pipelined on
     a cluster (whose MGET must stay within one slot). The Redis tier's multi-gets go out on its
     wire instead (``read_slices``)."""
-    if isinstance(client, RedisCluster):
-        return list(client.mget_nonatomic(keys))
+    if isinstance(client, RedisCluster) or getattr(client, "clustered", False):
+        return list(client.mget_nonatomic(keys))  # (``clustered``: async_redis.AwaitingRedis)
     return list(client.mget(keys))
 
 
@@ -55,7 +55,7 @@ def read_slices(client: Any, slices: Iterable[Sequence[str]], wire: Any) -> list
     """``read_raw`` of the keys of ``slices`` (consecutive slices of one list of keys), one
     MGET per slice pipelined on ``wire`` (each sent as soon as ``slices`` yields it); on a
     cluster, one ``read_raw`` of them all."""
-    if isinstance(client, RedisCluster):
+    if isinstance(client, RedisCluster) or getattr(client, "clustered", False):
         return read_raw(client, [key for keys in slices for key in keys])
     values: list[Any] = []
     for reply in wire.pipeline(("MGET", *keys) for keys in slices if keys):

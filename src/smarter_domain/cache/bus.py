@@ -191,7 +191,11 @@ class InvalidationListener:
 
     def start(self, wait: float = 2.0) -> None:
         self._thread.start()
-        self._healthy.wait(wait)
+        self.wait_subscribed(wait)
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        """Block until the listener is subscribed (``timeout`` seconds at most)."""
+        return self._healthy.wait(timeout)
 
     def stop(self) -> None:
         self._stopping.set()

@@ -59,12 +59,12 @@ def redis_connection_pool(
     url: str, options: RedisOptions, watch: ServerWatch | None = None
 ) -> redis.ConnectionPool:
     try:
-        return redis.ConnectionPool.from_url(url, **_connection_options(options, watch))
+        return redis.ConnectionPool.from_url(url, **connection_options(options, watch))
     except ValueError as exc:
         raise ConfigurationError(f"invalid Redis URL: {exc}") from None
 
 
-def _connection_options(options: RedisOptions, watch: ServerWatch | None) -> dict[str, Any]:
+def connection_options(options: RedisOptions, watch: ServerWatch | None) -> dict[str, Any]:
     found: dict[str, Any] = {
         "socket_timeout": options.socket_timeout,
         "socket_connect_timeout": options.connect_timeout,
@@ -99,7 +99,7 @@ def redis_region(
         "lock_blocking_timeout": options.lock_timeout,
     }
     watch = ServerWatch(keys.namespace, stats, clustered=target.kind == "cluster")
-    connection = _connection_options(options, watch)
+    connection = connection_options(options, watch)
     if target.kind == "cluster":
         backend = REDIS_CLUSTER
         arguments["startup_nodes"] = target.cluster_nodes()
@@ -128,7 +128,9 @@ def redis_region(
     region = make_region(name=name).configure(
         backend, expiration_time=expiration_time, arguments=arguments
     )
-    return region, secure_redis_region(region, stats, keys, options)
+    guard = secure_redis_region(region, stats, keys, options)
+    guard.server_watch = watch  # for the async front door's connections (``attach_async``)
+    return region, guard
 
 
 def secure_redis_region(
@@ -146,7 +148,7 @@ def secure_redis_region(
     # Read the master: a replica may not have an invalidation yet.
     backend.reader_client = client
 
-    def flush_namespace() -> None:
+    def flush_namespace(client: Any) -> None:
         batch: list[Any] = []
         for key in client.scan_iter(match=keys.pattern(), count=1000):
             batch.append(key)

@@ -74,8 +74,25 @@ class _EntityCache(Generic[E]):
                 return value  # checked as it enters the memory tier, not on each hit
         elif value is None or type(value) is self.kind:
             return value
+        return self.served(key, value, entity_id)
+
+    def fits(self, value: Any, entity_id: int) -> bool:
+        """Whether a value the tiers gave for ``entity_id`` may be served as it is."""
+        return value is None or (type(value) is self.kind and value.id == entity_id)
+
+    def served(self, key: str, value: Any, entity_id: int) -> E | None:
+        """What ``get`` serves for a value that does not fit: checked (a foreign value is
+        dropped everywhere, then loaded)."""
         value = self._checked(key, value, entity_id)
-        return load(entity_id) if value is _WRONG_TYPE else value
+        return self.load(entity_id) if value is _WRONG_TYPE else value
+
+    def cached(self, entity_id: int) -> Any:
+        """What the memory tier holds for ``entity_id`` (the entity or None), or NO_VALUE:
+        ``get``'s hit path alone, for the async front door (no I/O)."""
+        if not is_valid_id(entity_id):
+            return None
+        value = self.cache.peek(self.key(entity_id))
+        return value if value is None or type(value) is self.kind else NO_VALUE
 
     def get_many(
         self, ids: Sequence[int], load: Callable[[list[int]], Mapping[int, E]]
@@ -176,6 +193,17 @@ class _EntityCache(Generic[E]):
 
         return lookup
 
+    def cached_lookup(self, key_of: Callable[[K], str]) -> Callable[[K], Any]:
+        """``lookup``'s hit path alone (the entity or None from the memory tier, else
+        NO_VALUE), for the async front door."""
+        peek_through, entity_key, kind = self.cache.peek_through, self.key, self.kind
+
+        def cached(argument: K) -> Any:
+            value = peek_through(key_of(argument), entity_key)
+            return value if value is None or type(value) is kind else NO_VALUE
+
+        return cached
+
     def ids_of(self, key: str, load: Callable[[], Sequence[E]]) -> list[int]:
         def load_ids() -> list[int]:
             return [e.id for e in load()]
@@ -219,6 +247,9 @@ def _in_range(ids: list[int] | Sequence[int]) -> list[int]:
 
 
 class CachedAccountRepository:
+    """The ``cached*`` methods are the memory tier's answer alone (NO_VALUE when it has
+    none), for the async front door's hit path; the others are the repository interface."""
+
     get_by_number: Callable[[str], Account | None]
 
     def __init__(self, inner: AccountRepository, cache: TieredCache) -> None:
@@ -233,6 +264,14 @@ class CachedAccountRepository:
         self._default = self._entries.lookup(
             lambda _: cache.keys.default_account(), lambda _: self.inner.get_default()
         )
+        self.cached_by_number = self._entries.cached_lookup(cache.keys.account_by_number)
+        self._cached_default = self._entries.cached_lookup(lambda _: cache.keys.default_account())
+
+    def cached(self, account_id: int) -> Any:
+        return self._entries.cached(account_id)
+
+    def cached_default(self) -> Any:
+        return self._cached_default(None)
 
     def get(self, account_id: int) -> Account | None:
         return self._entries.get(account_id)
@@ -260,6 +299,9 @@ class CachedAccountRepository:
 
 
 class CachedUserRepository:
+    """The ``cached*`` methods are the memory tier's answer alone (see
+    ``CachedAccountRepository``)."""
+
     get_by_username: Callable[[str], User | None]
 
     def __init__(self, inner: UserRepository, cache: TieredCache) -> None:
@@ -269,6 +311,10 @@ class CachedUserRepository:
         self.get_by_username = self._entries.lookup(
             cache.keys.user_by_username, lambda username: self.inner.get_by_username(username)
         )
+        self.cached_by_username = self._entries.cached_lookup(cache.keys.user_by_username)
+
+    def cached(self, user_id: int) -> Any:
+        return self._entries.cached(user_id)
 
     def get(self, user_id: int) -> User | None:
         return self._entries.get(user_id)
@@ -340,7 +386,34 @@ class CachedUserProfileRepository:
         if record is None:
             return None
         user, account = self.users.get(record.user_id), self.accounts.get(record.account_id)
+        return self._hydrated(record, user, account)
+
+    @staticmethod
+    def _hydrated(
+        record: ProfileRecord, user: User | None, account: Account | None
+    ) -> UserProfile | None:
+        """A profile whose user or account is gone (deleted meanwhile) is no profile."""
         return None if user is None or account is None else record.hydrate(user, account)
+
+    def cached(self, profile_id: int) -> Any:
+        """The memory tier's answer alone (see ``CachedAccountRepository``): the record, its
+        user and its account all there, or NO_VALUE."""
+        record = self._entries.cached(profile_id)
+        if record is None or record is NO_VALUE:
+            return record
+        user, account = self.users.cached(record.user_id), self.accounts.cached(record.account_id)
+        if user is NO_VALUE or account is NO_VALUE:
+            return NO_VALUE
+        return self._hydrated(record, user, account)
+
+    def cached_for(self, user_id: int, account_id: int) -> Any:
+        """``get_for``'s answer from the memory tier alone, or NO_VALUE."""
+        if not (is_valid_id(user_id) and is_valid_id(account_id)):
+            return None
+        found = self._entries.cache.peek(self.keys.profile_for(user_id, account_id))
+        if found is None:
+            return None
+        return self.cached(found) if type(found) is int else NO_VALUE
 
     def _load_records(self, ids: list[int]) -> dict[int, ProfileRecord]:
         return {r.id: r for r in self._records(list(self.inner.get_many(ids).values()))}

@@ -16,6 +16,7 @@ process's invalidations while the other processes go on trusting their memory ti
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import json
@@ -51,6 +52,7 @@ from redis.lock import Lock
 
 from . import codec, scripts
 from .backend import cached_value, read_raw, read_slices, record_of, write_records
+from .concurrency import in_greenlet, pause
 from .keys import CacheKeys
 from .scripts import ack_keys, generation_key, hold_key, lease_key
 from .stats import CacheStats
@@ -196,6 +198,8 @@ class Miss:
 UNAVAILABLE = Miss(None, HELD)
 """Redis could not be asked: load, and cache nothing."""
 
+_NOT_A_RECORD = object()
+
 
 class ResilientRedisProxy(ProxyBackend):
     """Wraps dogpile's redis backend (the ``*_serialized`` methods, which byte backends use),
@@ -217,7 +221,7 @@ class ResilientRedisProxy(ProxyBackend):
         origin: str = "",
         generation_ttl: int = 3600,
         max_pending: int = 100_000,
-        flush_namespace: Callable[[], None] | None = None,
+        flush_namespace: Callable[[Any], None] | None = None,
         clustered: bool = False,
         max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
     ) -> None:
@@ -241,6 +245,10 @@ class ResilientRedisProxy(ProxyBackend):
         self._counter = itertools.count()
         self._lookup_script: Any = None  # scripts.lookup with this proxy's settings
         self._wire: Wire | None = None  # the client's hot commands (``wire``)
+        self._aio: Any = None  # the async front door's client (``attach_async``)
+        self.server_watch: Any = None  # the restart watch of the connections (``regions``)
+        self._background: set[Any] = set()  # tasks giving back leases of cancelled lookups
+        self._aio_wire: Any = None
         self.lease_ms = 10_000
         """How long a loader's lease lasts if it never fills (it died): ``RedisOptions``."""
         self.lease_wait = 10.0
@@ -285,8 +293,21 @@ class ResilientRedisProxy(ProxyBackend):
     def backend(self) -> Any:
         return self._backend if self._backend is not None else self.proxied
 
+    def attach_async(self, client: Any, wire: Any) -> None:
+        """Talk through ``client`` and ``wire`` (``async_redis.AwaitingRedis`` and
+        ``AwaitingWire``: a redis.asyncio client, awaited) when called from a greenlet of the
+        async front door; the blocking client still serves threads (the listener's replays)."""
+        self._aio, self._aio_wire = client, wire
+
+    @property
+    def async_client(self) -> Any:
+        """The async front door's ``AwaitingRedis`` (None for a sync-only domain)."""
+        return self._aio
+
     @property
     def client(self) -> Any:
+        if self._aio is not None and in_greenlet():
+            return self._aio
         return self.backend.writer_client
 
     def close(self) -> None:
@@ -295,8 +316,11 @@ class ResilientRedisProxy(ProxyBackend):
             self._wire.close()
 
     @property
-    def wire(self) -> Wire:
-        """The client's scripts and multi-gets, sent on connections kept for them."""
+    def wire(self) -> Any:
+        """The client's scripts and multi-gets, sent on connections kept for them (a
+        ``Wire``; in a greenlet of the async front door, its ``AwaitingWire``)."""
+        if self._aio_wire is not None and in_greenlet():
+            return self._aio_wire
         wire = self._wire
         if wire is None:
             wire = self._wire = Wire(self.client)
@@ -305,7 +329,7 @@ class ResilientRedisProxy(ProxyBackend):
     def _script(self, name: str, source: str) -> Any:
         script = self._scripts.get(name)
         if script is None:
-            script = self._scripts[name] = self.client.register_script(source)
+            script = self._scripts[name] = self.backend.writer_client.register_script(source)
         return script
 
     def _run(self, name: str, source: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
@@ -359,7 +383,7 @@ class ResilientRedisProxy(ProxyBackend):
             self._replaying += in_flight
         try:
             if overflow and self._flush_namespace is not None:
-                self._flush_namespace()
+                self._flush_namespace(self.client)
             elif keys:
                 self._invalidate_now(keys)
         except BaseException:
@@ -396,42 +420,101 @@ class ResilientRedisProxy(ProxyBackend):
         child) and within this one (a counter): cheaper than a uuid on the miss path."""
         return f"{self.origin}{next(self._counter):x}"
 
-    def lookup(self, key: str, again: bool = True) -> Any:
-        """One round trip (``scripts.LOOKUP``): the value of ``key`` in Redis, or a ``Miss``
-        saying which generation token a fill must find and whether this caller holds the
-        key's lease. ``UNAVAILABLE`` when Redis cannot be asked."""
-        lease_id = self.fresh_id()
+    def _lookup_call(self, key: str) -> tuple[Any, list[str], str]:
+        """The lookup script, its keys and a new lease id, for one lookup of ``key``."""
         script = self._lookup_script
         if script is None:
             source = scripts.lookup(
                 codec.RECORD, self.max_value_bytes, self.generation_ttl, self.lease_ms
             )
-            script = self._lookup_script = self.client.register_script(source)
+            script = self._lookup_script = self.backend.writer_client.register_script(source)
         keys = (
             [key, generation_key(key), hold_key(key), lease_key(key)] if self.clustered else [key]
         )
+        return script, keys, self.fresh_id()
+
+    def lookup(self, key: str, again: bool = True) -> Any:
+        """One round trip (``scripts.LOOKUP``): the value of ``key`` in Redis, or a ``Miss``
+        saying which generation token a fill must find and whether this caller holds the
+        key's lease. ``UNAVAILABLE`` when Redis cannot be asked."""
+        script, keys, lease_id = self._lookup_call(key)
         found = self._call(None, lambda: self._evalsha(script, len(keys), *keys, lease_id), key)
         if found is None:
             return UNAVAILABLE
+        answer = self._answer(key, found, lease_id)
+        if answer is not _NOT_A_RECORD:
+            return answer
+        # A record's prefix, not a record: drop it (a delete never makes anything stale) and
+        # look again, once (``again``: a forger re-planting one cannot make this recurse).
+        self.foreign(key, "is not of the cache's typed format")
+        if self._call(None, lambda: self.client.delete(key), key) is None:
+            return UNAVAILABLE
+        if not again:
+            return UNAVAILABLE
+        retried = self.lookup(key, again=False)
+        return retried if isinstance(retried, Miss) else UNAVAILABLE
+
+    def _answer(self, key: str, found: Any, lease_id: str) -> Any:
+        """What the lookup script's reply ``found`` means: the value, a ``Miss``, or
+        ``_NOT_A_RECORD`` (bytes under the key that only look like a record)."""
         if type(found) is bytes:
             try:
                 return codec.read_record(found)[1]
             except CantDeserializeException:
-                # A record's prefix, not a record: drop it (a delete never makes anything
-                # stale) and look again, once (``again``: a forger re-planting one cannot make
-                # this recurse).
-                self.foreign(key, "is not of the cache's typed format")
-                if self._call(None, lambda: self.client.delete(key), key) is None:
-                    return UNAVAILABLE
-                if not again:
-                    return UNAVAILABLE
-                retried = self.lookup(key, again=False)
-                return retried if isinstance(retried, Miss) else UNAVAILABLE
+                return _NOT_A_RECORD
         if found[0] == 2:
             self._foreign_raw(key, bytes(found[3]), int(found[4]))
         return Miss(bytes(found[1]), int(found[2]), lease_id)
 
+    async def lookup_async(self, key: str) -> Any:
+        """``lookup`` on the async front door's client, awaited natively (no greenlet: a
+        Redis-tier hit costs what the asyncio client costs). ``NO_VALUE`` when this path
+        does not answer: Redis is considered down, invalidations wait for their replay, the
+        script is not loaded on the server, or the entry is not a record; the caller then
+        runs ``lookup`` in a greenlet, which deals with each."""
+        if self.breaker.is_down or self._pending or self._pending_overflow:
+            return NO_VALUE
+        script, keys, lease_id = self._lookup_call(key)
+        aio = self._aio
+        try:
+            if aio.fast is not None:  # its own connection (``async_wire``)
+                found = await aio.fast.script(script, len(keys), *keys, lease_id)
+            else:
+                found = await aio.current().evalsha(script.sha, len(keys), *keys, lease_id)
+        except NoScriptError:
+            return NO_VALUE
+        except asyncio.CancelledError:
+            # The caller was cancelled: the script may have run and given it the key's lease,
+            # which the processes waiting for it would wait out. Give it back (only this
+            # lease id's: a no-op if it was not taken), in the background.
+            self._give_back_later(key, lease_id)
+            raise
+        except REDIS_ERRORS as exc:
+            if is_foreign_type(exc):
+                self.foreign(key, "holds a value of another Redis type")
+                return UNAVAILABLE
+            self.stats.add("redis_errors")
+            self.breaker.failure(exc)
+            return UNAVAILABLE
+        except Exception as exc:  # as ``_call``: an outage, never passed on
+            log.exception("unexpected error talking to Redis")
+            self.stats.add("redis_errors")
+            self.breaker.failure(exc)
+            return UNAVAILABLE
+        self.breaker.success()
+        answer = self._answer(key, found, lease_id)
+        return NO_VALUE if answer is _NOT_A_RECORD else answer
+
+    def _give_back_later(self, key: str, lease_id: str) -> None:
+        from .concurrency import spawn
+
+        task = asyncio.get_running_loop().create_task(spawn(self.give_back, key, lease_id))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     def _evalsha(self, script: Any, numkeys: int, *arguments: Any) -> Any:
+        if self._aio_wire is not None and in_greenlet():
+            return self._aio_wire.script(script, numkeys, *arguments)
         return (self._wire or self.wire).script(script, numkeys, *arguments)
 
     def generations(self, keys: Sequence[str]) -> Generations | None:
@@ -688,7 +771,7 @@ class ResilientRedisProxy(ProxyBackend):
         if sent is None:
             self._remember(keys)
             if trust_window:
-                time.sleep(trust_window)
+                pause(trust_window)
             return False
         return self._confirm(ack, sent[0], ack_timeout, sent[2], trust_window, sent[1])
 
@@ -765,7 +848,7 @@ class ResilientRedisProxy(ProxyBackend):
         else:
             confirmed = done or self._wait_for_acks(ack, timeout)
         if not confirmed and trust_window:
-            time.sleep(max(0.0, published + trust_window - time.monotonic()))
+            pause(published + trust_window - time.monotonic())
         return confirmed
 
     def _wait_for_acks(self, ack: str, timeout: float) -> bool:

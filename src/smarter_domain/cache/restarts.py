@@ -43,6 +43,7 @@ from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
 from . import scripts
+from .concurrency import pause
 from .stats import CacheStats
 
 CLAIM_SECONDS = 5.0
@@ -151,7 +152,7 @@ class ServerWatch:
                 return False
             if claimed or time.monotonic() > deadline:
                 return True
-            time.sleep(0.01)
+            pause(0.01)  # on the event loop for an async client's connection
 
     def _read_marker(self, connection: Any, marker: str) -> bytes | None:
         # GETRANGE reads at most a run id's length (40) of whatever is there, so an oversized

@@ -20,15 +20,17 @@ import inspect
 import json
 import types
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from decimal import Decimal
 from typing import Any, Generic, ParamSpec, TypeVar
 
 from dogpile.cache.api import CantDeserializeException
 
 from ..model.entities import Account, User, UserProfile
+from ..model.errors import ConfigurationError
 from ..model.text import text_problem
 from . import codec
+from .concurrency import await_only
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -253,6 +255,62 @@ class CachedFunction(Generic[P, R]):
         raise TypeError(
             "cache_results keys arguments by value; decorate a function or a staticmethod"
         )
+
+
+class AsyncCachedFunction(Generic[P, R]):
+    """What ``@cache_results`` returns for an ``async def``: ``await f(...)``, and
+    ``await f.invalidate(same arguments)``. Keys and entries are those of ``CachedFunction``
+    (one cache for both front doors); the function is awaited in the greenlet of the miss,
+    on the loop (``AsyncTieredCache``). Its domain is an ``AsyncDomain``."""
+
+    def __init__(
+        self,
+        function: Callable[P, Coroutine[Any, Any, R]],
+        timeout: float | None,
+        cache_key: str | None,
+        domain_of: Callable[[], Any],
+        namespace: str | None = None,
+    ) -> None:
+        functools.update_wrapper(self, function)
+        self.function = function
+        self.timeout = timeout
+        self._keys = CachedFunction(function, timeout, cache_key, domain_of, namespace)
+        self._domain_of = domain_of
+
+    def _front(self) -> Any:
+        front = getattr(self._domain_of(), "acache", None)
+        if front is None:
+            raise ConfigurationError(
+                "an async function is cached by an AsyncDomain: configure one "
+                "(smarter_domain.aio.configure) or pass cache_results(domain=AsyncDomain(...))"
+            )
+        return front
+
+    def key(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """The cache key of this call (the same for every call form of the same arguments)."""
+        return self._keys.key(*args, **kwargs)
+
+    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        front = self._front()
+        key = self.key(*args, **kwargs)
+
+        def load() -> bytes:
+            return codec.dumps(await_only(self.function(*args, **kwargs)))
+
+        payload = await front.get_or_load(key, load, self.timeout)
+        try:
+            result: R = codec.loads(payload)
+        except (CantDeserializeException, AttributeError, TypeError):
+            await front.invalidate([key])  # a foreign entry under our key: computed afresh
+            result = codec.loads(await front.get_or_load(key, load, self.timeout))
+        return result
+
+    async def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None:
+        """Drop the entry of these arguments (any call form) from every tier."""
+        await self._front().invalidate([self.key(*args, **kwargs)])
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        return self._keys.__get__(instance, owner) if instance is not None else self
 
 
 def check_options(timeout: Any, cache_key: str | None, namespace: str | None) -> None:

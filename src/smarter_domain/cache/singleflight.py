@@ -16,14 +16,15 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from .concurrency import Landing
+
 
 class _Flight:
     __slots__ = ("generation", "landed", "shared", "value")
 
     def __init__(self, generation: object) -> None:
         self.generation = generation
-        self.landed = threading.Lock()
-        self.landed.acquire()
+        self.landed = Landing()  # threads and greenlets on an event loop may wait for it
         self.shared = False
         self.value: Any = None
 
@@ -57,8 +58,7 @@ class SingleFlight:
             if on_wait is not None:
                 on_wait()
                 on_wait = None
-            with flight.landed:  # wait for the leader
-                pass
+            flight.landed.wait()  # for the leader
             if flight.shared and flight.generation == generation:
                 return flight.value
         try:
@@ -67,7 +67,7 @@ class SingleFlight:
         finally:
             with self._lock:
                 del self._flights[key]
-            flight.landed.release()
+            flight.landed.land()
 
     def after_fork_in_child(self) -> None:
         """In a forked child (``forking``): the loads in flight at the fork belong to threads

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import chain
 from operator import itemgetter
-from time import monotonic, sleep, time
+from time import monotonic, time
 from typing import Any
 
 from dogpile.cache import CacheRegion
@@ -28,6 +28,7 @@ from dogpile.cache.api import NO_VALUE, CachedValue
 
 from ..model.changes import Change
 from .bus import TRUST_WINDOW
+from .concurrency import pause
 from .keys import CacheKeys
 from .regions import renew_region_locks
 from .resilience import (
@@ -187,6 +188,23 @@ class TieredCache:
         """``get_or_load`` for a key ``peek`` just missed (it does not look again)."""
         return self._get_or_load(key, loader, None)
 
+    def get_or_load_missed(
+        self, key: str, loader: Callable[[], Any], expiration_time: float | None
+    ) -> Any:
+        """``get_or_load`` past the ``peek`` (for the async front door)."""
+        return self._get_or_load(key, loader, expiration_time)
+
+    @property
+    def owns_memory_store(self) -> bool:
+        """Whether the memory tier is our ``MemoryStore`` (read directly), not another
+        region's backend."""
+        return self._lru is not None
+
+    @staticmethod
+    def is_hit(found: Any) -> bool:
+        """Whether a lookup's answer is a value (not a ``Miss``)."""
+        return type(found) is not Miss
+
     def _get_or_load(
         self, key: str, loader: Callable[[], Any], expiration_time: float | None
     ) -> Any:
@@ -206,10 +224,24 @@ class TieredCache:
                 key, local, lambda: self._load_and_fill(key, loader, expiration_time, local)
             )
         # Redis first, outside any flight: a hit needs none (one round trip, nothing to
-        # share); a miss goes on in a flight with what the lookup said. A caller that holds
-        # the key's lease and finds another thread's flight gives the lease back before it
-        # waits (that thread may be waiting for the lease), and looks again if it loads.
-        found = guard.lookup(key)
+        # share); a miss goes on in a flight with what the lookup said.
+        return self.looked_up(key, loader, local, guard.lookup(key), expiration_time)
+
+    def looked_up(
+        self,
+        key: str,
+        loader: Callable[[], Any],
+        local: Snapshot,
+        found: Any,
+        expiration_time: float | None = None,
+    ) -> Any:
+        """The rest of a memory miss (``local``: the key's stripe before the lookup) once
+        Redis answered ``found`` (the async front door looks up natively, then comes here).
+        A caller that holds the key's lease and finds another caller's flight gives the
+        lease back before it waits (that caller may be waiting for the lease), and looks
+        again if it loads."""
+        guard = self.guard
+        assert guard is not None
         if type(found) is not Miss:
             self.stats.add("redis_hits")
             if self.memory_usable():
@@ -334,7 +366,7 @@ class TieredCache:
         lease is ours, or ``lease_wait`` has passed (then load without a lease)."""
         deadline = monotonic() + guard.lease_wait
         while monotonic() < deadline:
-            sleep(guard.lease_sleep)
+            pause(guard.lease_sleep)
             found = guard.lookup(key)
             if type(found) is not Miss or found.lease != WAIT:
                 return found

@@ -26,7 +26,6 @@ the proxy in front always overwrites it.
 from __future__ import annotations
 
 import atexit
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -34,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Request, current_app, has_app_context, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from ..model.errors import ConfigurationError, SmarterError
-from .http import acting_profile, problem, readiness, status_for
+from ..model.errors import SmarterError
+from .http import PROBLEM_JSON, acting_profile, problem_response, readiness, settings_from
 
 if TYPE_CHECKING:
     from ..domain import Domain
@@ -139,33 +138,15 @@ class SmarterDomain:
 
 
 def _settings(config: Any) -> Any:
-    """The domain's settings: the app's ``SMARTER_*`` config over the environment's (a key
-    set to None in the config unsets the environment's)."""
-    from ..settings import Settings
-
-    merged = dict(os.environ)
-    for key, value in config.items():
-        if not key.startswith("SMARTER_") or key in _NOT_SETTINGS:
-            continue
-        if value is None:
-            merged.pop(key, None)
-        elif hasattr(value, "render_as_string"):  # a SQLAlchemy URL (str() hides its password)
-            merged[key] = value.render_as_string(hide_password=False)
-        elif isinstance(value, str | int) and not isinstance(value, bool):
-            merged[key] = str(value)
-        else:
-            raise ConfigurationError(
-                f"app.config[{key!r}] must be a string, got {type(value).__name__}"
-            )
-    return Settings.from_env(merged)
+    """The domain's settings: the app's ``SMARTER_*`` config over the environment's."""
+    return settings_from(config, _NOT_SETTINGS)
 
 
 def _error_response(error: SmarterError) -> ResponseReturnValue:
-    response = jsonify(problem(error))
-    response.content_type = "application/problem+json"
-    status = status_for(error)
-    if status == 401:  # a 401 names how to authenticate (RFC 9110)
-        state = current_app.extensions.get(EXTENSION)
-        if isinstance(state, _AppState) and state.challenge:
-            response.headers["WWW-Authenticate"] = state.challenge
+    state = current_app.extensions.get(EXTENSION)
+    challenge = state.challenge if isinstance(state, _AppState) else ""
+    status, body, headers = problem_response(error, challenge)
+    response = jsonify(body)
+    response.content_type = PROBLEM_JSON
+    response.headers.update(headers)
     return response, status

@@ -4,6 +4,8 @@ of a request. The framework integrations only translate these into their own typ
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..model.errors import (
@@ -22,6 +24,7 @@ from ..model.urls import account_number_from_url
 if TYPE_CHECKING:
     from ..model.entities import UserProfile
     from ..services.health import Health
+    from ..settings import Settings
 
 STATUSES: tuple[tuple[type[SmarterError], int], ...] = (
     (ConflictError, 409),  # before ValidationError, its base
@@ -62,6 +65,20 @@ def problem(error: SmarterError) -> dict[str, Any]:
     return body
 
 
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem_response(
+    error: SmarterError, challenge: str
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """The status, problem-details body and headers of the response to ``error``: a 401 names
+    how to authenticate (``WWW-Authenticate: <challenge>``, RFC 9110) unless ``challenge`` is
+    empty."""
+    status = status_for(error)
+    headers = {"WWW-Authenticate": challenge} if status == 401 and challenge else {}
+    return status, problem(error), headers
+
+
 def readiness(health: Health, details: bool = False) -> tuple[int, dict[str, Any]]:
     """A readiness probe's answer: 503 only when the database cannot be reached (``down``);
     200 when ``ok`` or ``degraded`` (Redis or the listener is not: reads still come from the
@@ -86,10 +103,49 @@ def acting_profile(domain: Any, username: str | None, url: str) -> UserProfile:
     """The profile the request's user acts as: ``domain.actor(username, <the account number
     in the request's host>)``; ``Unauthenticated`` when there is no user or no such user
     (an unknown name and a missing one look the same to the client)."""
-    if not username:
-        raise Unauthenticated("the request is not authenticated")
+    account_number = _account_of_request(username, url)
     try:
-        profile: UserProfile = domain.actor(username, account_number_from_url(url))
+        profile: UserProfile = domain.actor(username, account_number)
     except UserNotFound:
         raise Unauthenticated("the request's user is not known") from None
     return profile
+
+
+async def acting_profile_async(domain: Any, username: str | None, url: str) -> UserProfile:
+    """``acting_profile`` for an ``AsyncDomain`` (whose ``actor`` is a coroutine)."""
+    account_number = _account_of_request(username, url)
+    try:
+        profile: UserProfile = await domain.actor(username, account_number)
+    except UserNotFound:
+        raise Unauthenticated("the request's user is not known") from None
+    return profile
+
+
+def _account_of_request(username: str | None, url: str) -> str | None:
+    """The account number in the request's host, once the request names a user."""
+    if not username:
+        raise Unauthenticated("the request is not authenticated")
+    return account_number_from_url(url)
+
+
+def settings_from(config: Mapping[str, Any], ignore: frozenset[str] = frozenset()) -> Settings:
+    """The domain's settings: an application's ``SMARTER_*`` configuration (but the keys in
+    ``ignore``, the integration's own) over the environment's; a key set to None unsets the
+    environment's."""
+    from ..settings import Settings
+
+    merged = dict(os.environ)
+    for key, value in config.items():
+        if not key.startswith("SMARTER_") or key in ignore:
+            continue
+        if value is None:
+            merged.pop(key, None)
+        elif hasattr(value, "render_as_string"):  # a SQLAlchemy URL (str() hides its password)
+            merged[key] = value.render_as_string(hide_password=False)
+        elif isinstance(value, str | int) and not isinstance(value, bool):
+            merged[key] = str(value)
+        else:
+            raise ConfigurationError(
+                f"the setting {key!r} must be a string, got {type(value).__name__}"
+            )
+    return Settings.from_env(merged)

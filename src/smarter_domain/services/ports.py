@@ -40,3 +40,11 @@ class Wiring(Protocol):
     def unit_of_work(
         self, session: Session | scoped_session[Session] | None = None
     ) -> UnitOfWork: ...
+
+
+class AsyncWiring(Protocol):
+    """What the async front doors of the services need from ``AsyncDomain``: the sync
+    composition root it runs on greenlets."""
+
+    @property
+    def sync(self) -> Wiring: ...

@@ -3,6 +3,8 @@
 ``@cache_invalidate.connect`` works as in blinker (held weakly), and so does a Django-style
 ``@receiver(cache_invalidate)`` (held strongly, so a locally defined handler stays connected).
 A receiver that raises is logged and the others still run: it cannot undo or fail the write.
+An ``async def`` receiver is awaited when an ``AsyncDomain`` sends (sync ones are called); a
+sync ``Domain`` cannot await it and logs a warning instead.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from blinker import Signal
+
+from ..cache.concurrency import settle
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,6 @@ def send_safely(signal: Signal, sender: Any, **payload: Any) -> None:
     """Call every receiver; log (never raise) what a receiver raises."""
     for handler in signal.receivers_for(sender):
         try:
-            handler(sender, **payload)
+            settle(handler(sender, **payload), handler)
         except Exception:
             log.exception("signal receiver %r failed; the write stands", handler)

@@ -29,6 +29,7 @@ from ..adapters.repositories import (
     Writer,
     translated_errors,
 )
+from ..cache.concurrency import settle
 from ..model.changes import Change
 from ..model.errors import ConfigurationError
 
@@ -219,12 +220,12 @@ def _publish(
     logged and never undoes or fails the committed write."""
     for hook in hooks:
         try:
-            hook(committed)
+            settle(hook(committed), hook)  # an async hook: awaited by an AsyncDomain
         except Exception:
             log.exception("after-commit hook %r failed; the write stands", hook)
     for callback in callbacks:
         try:
-            callback()
+            settle(callback(), callback)
         except Exception:
             log.exception("on-commit callback %r failed; the write stands", callback)
 
