@@ -32,6 +32,7 @@ from smarter_domain.model.errors import (
 )
 
 from .aio_helpers import FAST_FAIL, at_once, on_a_loop
+from .builders import user_manifest
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -527,7 +528,9 @@ async def test_async_brokers(smarter_database_url: str, redis_url: str | None) -
             assert described["metadata"]["accountNumber"] == "1234-5678-9012"
             await target.invalidate_cache()
             user = await aio.UserBroker(
-                adomain, actor=admin, manifest=_user("jdoe", "1234-5678-9012")
+                adomain,
+                actor=admin,
+                manifest=user_manifest("jdoe", "1234-5678-9012", isStaff=False),
             ).apply()
             jdoe = await adomain.actor("jdoe", "1234-5678-9012")
             with pytest.raises(PermissionDenied):  # not a superuser: nothing written
@@ -542,7 +545,7 @@ async def test_async_brokers(smarter_database_url: str, redis_url: str | None) -
             before = list(heard)
             async with AsyncSession(adomain.engine) as session:
                 joined = aio.UserBroker(
-                    adomain, actor=admin, manifest=_user("joined", None), session=session
+                    adomain, actor=admin, manifest=user_manifest("joined"), session=session
                 )
                 await joined.apply()
                 assert heard == before
@@ -552,18 +555,6 @@ async def test_async_brokers(smarter_database_url: str, redis_url: str | None) -
             assert heard[:4] == ["apply", "invalidate", "apply", "delete"]
         finally:
             cache_invalidate.disconnect(receiver)
-
-
-def _user(username: str, account_number: str | None) -> dict[str, Any]:
-    spec: dict[str, Any] = {"config": {"email": f"{username}@example.com", "isStaff": False}}
-    if account_number:
-        spec["accountNumber"] = account_number
-    return {
-        "apiVersion": "smarter.sh/v1",
-        "kind": "User",
-        "metadata": {"name": username, "username": username},
-        "spec": spec,
-    }
 
 
 @on_a_loop

@@ -11,7 +11,8 @@ its ``display_name``, which users often set themselves, nor a header a client ca
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from ..model.errors import ConfigurationError
@@ -94,6 +95,15 @@ class DomainLifespan:
         if self._given is None:
             self.domain = None
             await domain.aclose()
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[AsyncDomain]:
+        """``start`` on entry, ``stop`` on exit: the framework's lifespan."""
+        domain = await self.start()
+        try:
+            yield domain
+        finally:
+            await self.stop()
 
     def current(self) -> AsyncDomain:
         """The running domain (a request before start-up is a configuration error)."""

@@ -102,11 +102,8 @@ class SmarterDomain:
         this integration in ``app.state`` too; errors are not mapped to HTTP)."""
         if app is not None:
             setattr(app.state, STATE, self)
-        await self._life.start()
-        try:
+        async with self._life.running():
             yield
-        finally:
-            await self._life.stop()
 
     async def domain(self) -> AsyncDomain:
         """A dependency: the app's ``AsyncDomain``."""

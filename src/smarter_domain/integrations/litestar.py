@@ -86,11 +86,8 @@ class SmarterDomainPlugin(InitPluginProtocol):
 
     @asynccontextmanager
     async def lifespan(self, app: Litestar | None = None) -> AsyncIterator[None]:
-        await self._life.start()
-        try:
+        async with self._life.running():
             yield
-        finally:
-            await self._life.stop()
 
     async def domain(self) -> AsyncDomain:
         """The ``adomain`` dependency."""
