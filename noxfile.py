@@ -48,6 +48,7 @@ def ci(session: nox.Session) -> None:
     """Everything CI checks, in one environment so it installs once (and, after it, the
     sync twins generated from their async sources: ``unasync-check``)."""
     session.notify("unasync-check")
+    session.notify("docs")
     session.install("-e", ".[dev]")
     _lint(session)
     _typecheck(session)
@@ -75,6 +76,14 @@ def unasync_check(session: nox.Session) -> None:
 
 
 @nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site (mkdocs.yml, docs/) into site/, failing on any warning: open
+    site/index.html, no server needed (``nox -s ci`` runs it)."""
+    session.install("-e", ".[docs]")
+    session.run("mkdocs", "build", "--strict", env={"NO_MKDOCS_2_WARNING": "1"})
+
+
+@nox.session
 def topologies(session: nox.Session) -> None:
     """Only the Redis Cluster and Sentinel suites (the ci session runs them too)."""
     session.install("-e", ".[test]")
@@ -95,7 +104,7 @@ def stress(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Ratios to baselines measured in the same run; exits 1 if a target is missed."""
-    session.install("-e", ".[test]", "uvicorn>=0.29")
+    session.install("-e", ".[test]", "uvicorn>=0.29", "matplotlib")  # matplotlib: bench/plots.py
     session.run("bash", "scripts/ensure-servers", external=True)
     session.run("python", "bench/run.py", *session.posargs)
 

@@ -510,11 +510,21 @@ def main() -> int:
         # (imported here: they import this module's helpers)
         from aio_rows import async_rows
         from http_rows import http_rows
+        from telemetry_rows import telemetry_rows
+
+        telemetry_rows(bench, sqlite_url)
 
         async_rows(bench, sqlite_url, postgres_url, redis_server.url)
         http_rows(bench, postgres_url, redis_server.url)
     import_rows(bench)
     report(bench, machine(), time.monotonic() - started)
+    try:  # the plots of docs/benchmarks.md, from the results.json just written
+        from plots import write_plots
+
+        for path in write_plots(HERE / "results.json"):
+            print(f"wrote {path}")
+    except ImportError as error:
+        print(f"No plots ({error}): matplotlib is not installed (nox -s bench installs it).")
     return 0 if all(row["met"] is not False for row in bench.rows) else 1
 
 

@@ -1,4 +1,5 @@
-"""The README's FastAPI snippet runs as written, over HTTP with FastAPI's test client."""
+"""The documentation's FastAPI snippet (docs/application.md) runs as written, over HTTP with
+FastAPI's test client."""
 
 from __future__ import annotations
 
@@ -13,14 +14,16 @@ from starlette.authentication import SimpleUser
 import smarter_domain as sd
 from smarter_domain import aio
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "application.md"
 
 
 def snippet(name: str) -> str:
     found = re.search(
-        rf"<!-- snippet: {name} -->\n```python\n(.*?)```", README.read_text(), re.DOTALL
+        rf"<!-- snippet: {name} -->\n```python\n(.*?)```",
+        PAGE.read_text(encoding="utf-8"),
+        re.DOTALL,
     )
-    assert found is not None, f"no {name} snippet in the README"
+    assert found is not None, f"no {name} snippet in {PAGE.name}"
     return found.group(1)
 
 
@@ -51,7 +54,7 @@ def test_the_fastapi_snippet(
     else:
         monkeypatch.delenv("SMARTER_REDIS_URL", raising=False)
     namespace: dict[str, Any] = {"__name__": "readme_fastapi"}
-    exec(compile(snippet("fastapi"), str(README), "exec"), namespace)
+    exec(compile(snippet("fastapi"), str(PAGE), "exec"), namespace)
     app = namespace["app"]
     app.add_middleware(Authenticated, username="admin")
     previous = aio.set_domain(None)

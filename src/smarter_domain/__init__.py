@@ -24,6 +24,8 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy kno
 if TYPE_CHECKING:
     from typing import Any
 
+    __version__: str  # the installed package's version (``__getattr__`` reads its metadata)
+
     from . import schema
     from .api import (
         cache_results,
@@ -133,6 +135,7 @@ _SUBMODULES = frozenset(
         "schema",
         "services",
         "settings",
+        "telemetry",
         "testing",
     }
 )
@@ -147,6 +150,10 @@ def __getattr__(name: str) -> Any:
     module = _MODULE_OF.get(name)
     if module is not None:
         value = getattr(__import__(f"{__name__}{module}", fromlist=[name]), name)
+    elif name == "__version__":  # from the installed package's metadata (read on first use)
+        from importlib.metadata import version
+
+        value = version("smarter-domain")
     elif name in _SUBMODULES:
         __import__(f"{__name__}.{name}")
         value = _sys.modules[f"{__name__}.{name}"]

@@ -3,7 +3,9 @@ later, caches and brokers. ``configure()`` / ``get_domain()`` manage the process
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from types import TracebackType
@@ -22,23 +24,15 @@ from .adapters.repositories import (
     SqlUserRepository,
     translated_errors,
 )
-from .cache.bus import InvalidationListener
 from .cache.keys import DEFAULT_NAMESPACE, CacheKeys
-from .cache.regions import (
-    RedisOptions,
-    memory_region,
-    redis_region,
-    secure_redis_region,
-)
+from .cache.options import RedisOptions, memory_region
 from .cache.repositories import (
     CachedAccountRepository,
     CachedUserProfileRepository,
     CachedUserRepository,
 )
-from .cache.resilience import REDIS_ERRORS
 from .cache.stats import CacheStats
 from .cache.tiered import TieredCache
-from .cache.topology import RedisTarget, close_client, parse_redis_url
 from .defaults import ProcessDefault
 from .model.changes import Change
 from .model.entities import Entity, UserProfile
@@ -51,6 +45,10 @@ from .services.utils import AccountUtilities
 from .settings import DEFAULT_CACHE_TTL, Settings
 
 if TYPE_CHECKING:
+    from .cache.bus import InvalidationListener
+    from .cache.fleet import Heartbeat
+    from .cache.topology import RedisTarget
+
     # Brokers and manifests (pydantic, langcodes, email-validator) are imported when a
     # manifest is applied, not with the package: most processes only read.
     from .services.brokers import ManifestSource
@@ -123,6 +121,9 @@ class Domain:
         self.redis_options = redis_options or RedisOptions()
         self._listener: InvalidationListener | None = None
         self._subscribe_wait = _subscribe_wait  # (0 for an AsyncDomain: never on the loop)
+        self.front_door = "sync"  # (what the heartbeat says; an AsyncDomain's says "async")
+        self.telemetry: Any = None  # ``smarter_domain.telemetry.instrument`` sets it
+        self._beat: Heartbeat | None = None
         self.cache = self._build_cache(
             memory_region, redis_region, memory_cache_size, cache_namespace, redis_options
         )
@@ -151,6 +152,8 @@ class Domain:
         """Called in a forked child by ``forking``'s at-fork hook."""
         if not self._closed:
             forking.after_fork_in_child(self.cache, self.engine if self._owns_engine else None)
+            if self._beat is not None:
+                self._beat.after_fork_in_child()
 
     def _build_cache(
         self,
@@ -165,6 +168,16 @@ class Domain:
             memory = memory_region(ttl, memory_cache_size)
         if redis_tier is None and not self.settings.redis_url:
             return TieredCache(memory, keys=keys, stats=stats)
+        # redis-py (the ``redis`` extra) is imported only now: a domain without Redis needs none.
+        try:
+            from .cache.bus import InvalidationListener
+            from .cache.regions import redis_region, secure_redis_region
+            from .cache.resilience import REDIS_ERRORS
+            from .cache.topology import parse_redis_url
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"a Redis tier needs redis-py ({exc.name}): pip install 'smarter-domain[redis]'"
+            ) from exc
         options = redis_options or RedisOptions()
         target = parse_redis_url(self.settings.redis_url) if self.settings.redis_url else None
         self.redis_target = target
@@ -188,6 +201,14 @@ class Domain:
                 cache.listener_gap()
                 guard.deliver_pending()
 
+            beat = self._heartbeat(cache, options.heartbeat)
+
+            def tick() -> None:
+                guard.deliver_pending()  # an outage's invalidations go out as soon as it ends
+                if beat is not None:  # (a failed beat costs the fleet view one beat, no more)
+                    with contextlib.suppress(*REDIS_ERRORS):
+                        beat.beat(guard.client, guard.origin)
+
             self._listener = InvalidationListener(
                 target,
                 guard.client,
@@ -195,11 +216,38 @@ class Domain:
                 guard.origin,
                 drop=cache.drop_local,
                 gap=gap,
-                tick=guard.deliver_pending,  # an outage's invalidations go out as soon as it ends
+                tick=tick,
             )
             cache.listener = self._listener
             self._listener.start(self._subscribe_wait)
         return cache
+
+    def _heartbeat(self, cache: TieredCache, interval: float) -> Heartbeat | None:
+        """This process's heartbeat for the fleet view (``cache/fleet.py``), beaten by the
+        listener's thread."""
+        if interval <= 0:
+            return None
+        from .cache.fleet import Heartbeat, process_record
+
+        started = time.time()
+
+        def report() -> dict[str, Any]:
+            guard, listener = cache.guard, cache.listener
+            assert guard is not None
+            return process_record(
+                origin=guard.origin,
+                counters=cache.stats.snapshot(),
+                memory_entries=cache.memory_entries(),
+                listener="subscribed" if listener is not None and listener.healthy else "down",
+                last_gap=cache.last_gap,
+                breaker="open" if guard.breaker.is_down else "closed",
+                pending_invalidations=guard.pending_deletes,
+                started=started,
+                front_door=self.front_door,
+            )
+
+        self._beat = Heartbeat(cache.keys.namespace, report, interval)
+        return self._beat
 
     @classmethod
     def from_env(cls) -> Domain:
@@ -341,10 +389,13 @@ class Domain:
                     "closing with %d cache invalidations Redis never received: other "
                     "processes may serve those entries until they expire",
                     guard.pending_deletes,
+                    extra={"event": "closed_with_pending", "pending": guard.pending_deletes},
                 )
         if guard is not None:
             guard.close()
         if self._redis_client is not None:
+            from .cache.topology import close_client
+
             close_client(self._redis_client)
 
     def __enter__(self) -> Self:

@@ -22,7 +22,6 @@ from dogpile.cache import CacheRegion
 
 from . import forking, migrations
 from .adapters.database import create_async_domain_engine
-from .cache.async_redis import AwaitingRedis, attach_async_client
 from .cache.async_repositories import (
     AsyncCachedAccountRepository,
     AsyncCachedUserProfileRepository,
@@ -45,6 +44,7 @@ from .settings import DEFAULT_CACHE_TTL, Settings
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+    from .cache.async_redis import AwaitingRedis
     from .services.brokers import ManifestSource
 
 
@@ -110,9 +110,12 @@ class AsyncDomain:
                 engine.sync_engine.dispose()  # nothing was checked out yet: no I/O to await
             raise
         self.cache = self.sync.cache
+        self.sync.front_door = "async"
         self._redis: AwaitingRedis | None = None
         guard, target = self.cache.guard, self.sync.redis_target
         if guard is not None and target is not None:
+            from .cache.async_redis import attach_async_client  # (the Domain has redis-py)
+
             self._redis = attach_async_client(guard, target, self.sync.redis_options)
         front = self.acache = AsyncTieredCache(self.cache)
         self.accounts = AsyncCachedAccountRepository(self.sync.accounts, front)

@@ -77,7 +77,11 @@ def _in_child() -> None:
         try:
             domain._after_fork_in_child()
         except Exception:  # one Domain's failure must not leave the others unprepared
-            log.exception("could not prepare %r for the forked process", domain)
+            log.exception(
+                "could not prepare %r for the forked process",
+                domain,
+                extra={"event": "fork_preparation_failed"},
+            )
 
 
 if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork

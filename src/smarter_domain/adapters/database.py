@@ -176,6 +176,17 @@ def _tuned(url: URL, options: dict[str, Any], make: Any) -> Any:
     """An engine of ``url`` made by ``make`` (``create_engine`` or
     ``create_async_engine``), with this package's settings per backend; its hooks go on the
     blocking engine (an async engine's ``sync_engine``), where SQLAlchemy runs them."""
+    try:
+        return _made(url, options, make)
+    except ModuleNotFoundError as exc:  # the driver's extra is not installed
+        extra = {"psycopg": "postgres"}.get(str(exc.name).partition(".")[0], "asyncio")
+        raise ConfigurationError(
+            f"the {url.drivername} driver is not installed ({exc.name}): "
+            f"pip install 'smarter-domain[{extra}]'"
+        ) from exc
+
+
+def _made(url: URL, options: dict[str, Any], make: Any) -> Any:
     backend = url.get_backend_name()
     if backend == "sqlite":
         _check_sqlite_file(url)
@@ -202,18 +213,17 @@ def create_domain_engine(database_url: str, **options: Any) -> Engine:
 def create_async_domain_engine(database_url: str, **options: Any) -> AsyncEngine:
     """The async front door's engine: aiosqlite or asyncpg (``normalize_async_url``), tuned
     as ``create_domain_engine`` tunes the blocking one."""
-    import importlib.util
-
-    from sqlalchemy.ext.asyncio import create_async_engine
-
     url = normalize_async_url(database_url)
-    for module in (
-        "greenlet",
-        {"asyncpg": "asyncpg", "aiosqlite": "aiosqlite"}.get(url.get_driver_name(), "greenlet"),
-    ):
-        if importlib.util.find_spec(module) is None:
+    driver = {"asyncpg": "asyncpg", "aiosqlite": "aiosqlite"}.get(url.get_driver_name())
+    for module in ("greenlet", driver):
+        try:
+            if module is not None:
+                __import__(module)
+        except ImportError:
             raise ConfigurationError(
                 f"the async front door needs {module}: pip install 'smarter-domain[asyncio]'"
-            )
+            ) from None
+    from sqlalchemy.ext.asyncio import create_async_engine
+
     engine: AsyncEngine = _tuned(url, options, create_async_engine)
     return engine

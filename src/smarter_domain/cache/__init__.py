@@ -2,7 +2,7 @@
 repositories and memoized functions (``CachedFunction``, made by ``cache_results``)."""
 
 from .keys import CacheKeys
-from .regions import RedisOptions, memory_region, redis_region
+from .options import RedisOptions, memory_region
 from .repositories import (
     CachedAccountRepository,
     CachedUserProfileRepository,
@@ -24,3 +24,12 @@ __all__ = [
     "memory_region",
     "redis_region",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``redis_region``, imported on first use: it needs redis-py (the ``redis`` extra)."""
+    if name == "redis_region":
+        from .regions import redis_region
+
+        return redis_region
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

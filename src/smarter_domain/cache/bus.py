@@ -34,6 +34,7 @@ from redis.retry import Retry
 from redis.utils import HIREDIS_AVAILABLE
 
 from .keys import CacheKeys
+from .protocol import TRUST_WINDOW
 from .resilience import REDIS_ERRORS
 from .scripts import ACK, ack_keys
 from .topology import RedisTarget, close_client
@@ -42,9 +43,6 @@ from .wire import Wire
 log = logging.getLogger("smarter_domain.cache.bus")
 
 PING_EVERY = 0.1
-TRUST_WINDOW = 0.3
-"""The memory tier is trusted only while a ping sent less than this long ago has come back:
-its pong proves every invalidation published before that ping was handled."""
 DEAD_AFTER = 1.5
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 """A replayed outage can publish up to 100,000 keys at once (``max_pending``); more is forged."""
@@ -172,6 +170,7 @@ class InvalidationListener:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="smarter-invalidations", daemon=True)
         self.latencies_ms: collections.deque[float] = collections.deque(maxlen=100_000)
+        self.latency_hook: Callable[[float], None] | None = None
         self.messages = 0
 
     trusted_until = 0.0
@@ -238,10 +237,14 @@ class InvalidationListener:
                         "invalidation listener lost Redis at %s (%s); memory tier bypassed",
                         self._target.safe_url,
                         exc,
+                        extra={"event": "listener_lost", "error": type(exc).__name__},
                     )
             except Exception:
                 self._set_healthy(False)
-                log.exception("invalidation listener failed; restarting it")
+                log.exception(
+                    "invalidation listener failed; restarting it",
+                    extra={"event": "listener_failed"},
+                )
             if not self._stopping.is_set():
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, 1.0)
@@ -261,7 +264,10 @@ class InvalidationListener:
             was_down = not self._healthy.is_set()
             self._set_healthy(True)
             if was_down and self.messages:
-                log.warning("invalidation listener back; memory tier cleared")
+                log.warning(
+                    "invalidation listener back; memory tier cleared",
+                    extra={"event": "listener_back"},
+                )
             pings: collections.deque[float] = collections.deque()
             last_pong = time.monotonic()
             next_ping = last_pong
@@ -354,16 +360,26 @@ class InvalidationListener:
         except Exception:  # a message is input: whatever it holds, it cannot stop the listener
             parsed = None
         if parsed is None:
-            log.warning("malformed invalidation message ignored")
+            log.warning(
+                "malformed invalidation message ignored", extra={"event": "message_malformed"}
+            )
             return
         keys, origin, ack, sent = parsed
         self.messages += 1
         if origin != self.origin:
             self._drop(keys)
             if sent is not None:
-                self.latencies_ms.append((time.time() - sent) * 1000)
+                seconds = time.time() - sent
+                self.latencies_ms.append(seconds * 1000)
+                hook = self.latency_hook
+                if hook is not None:  # telemetry's histogram (``smarter_domain.telemetry``)
+                    hook(seconds)
         if ack:
             try:
                 self._ack_wire.script(self._ack_script, 4, *ack_keys(ack), ack, self.origin)
             except REDIS_ERRORS as exc:
-                log.debug("could not acknowledge an invalidation: %s", exc)
+                log.debug(
+                    "could not acknowledge an invalidation: %s",
+                    exc,
+                    extra={"event": "ack_failed", "error": type(exc).__name__},
+                )

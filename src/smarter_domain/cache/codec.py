@@ -109,12 +109,21 @@ def dumps(value: Any) -> bytes:
 def loads(payload: bytes) -> Any:
     """Decode a payload; raises CantDeserializeException for anything not of this format."""
     if not payload.startswith(MAGIC):
-        log.debug("cache entry of an unknown format ignored (%d bytes)", len(payload))
+        log.debug(
+            "cache entry of an unknown format ignored (%d bytes)",
+            len(payload),
+            extra={"event": "cache_entry_unknown_format", "size": len(payload)},
+        )
         raise CantDeserializeException()
     try:
         return _untag(_decoder.decode(memoryview(payload)[len(MAGIC) :]))
     except (Exception, RecursionError) as exc:  # whatever a hostile payload triggers
-        log.debug("undecodable cache entry ignored: %s: %s", type(exc).__name__, exc)
+        log.debug(
+            "undecodable cache entry ignored: %s: %s",
+            type(exc).__name__,
+            exc,
+            extra={"event": "cache_entry_undecodable", "error": type(exc).__name__},
+        )
         raise CantDeserializeException() from None
 
 
@@ -205,6 +214,11 @@ def read_record(raw: bytes) -> tuple[float, Any]:
         if kind == _GENERIC:
             value = _untag(value)
     except (Exception, RecursionError) as exc:  # whatever a hostile payload triggers
-        log.debug("undecodable cache record ignored: %s: %s", type(exc).__name__, exc)
+        log.debug(
+            "undecodable cache record ignored: %s: %s",
+            type(exc).__name__,
+            exc,
+            extra={"event": "cache_record_undecodable", "error": type(exc).__name__},
+        )
         raise CantDeserializeException() from None
     return created, value

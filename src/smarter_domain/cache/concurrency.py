@@ -114,7 +114,11 @@ def settle(result: Any, what: object) -> None:
     close = getattr(result, "close", None)
     if close is not None:
         close()
-    log.warning("%r is async: it is awaited by an AsyncDomain only, and was not run", what)
+    log.warning(
+        "%r is async: it is awaited by an AsyncDomain only, and was not run",
+        what,
+        extra={"event": "async_hook_not_run"},
+    )
 
 
 class Landing:

@@ -67,6 +67,16 @@ class CacheKeys:
         self._ack = f"{ns}:ack:"
         self._ack_pattern = re.compile(re.escape(self._ack) + r"[0-9a-f]{32}", re.ASCII)
 
+    def kind_of(self, key: str) -> str:
+        """What a key of this namespace is about (``user``, ``username``, ``fn``...), for logs
+        and telemetry: never the personal data after it. ``foreign`` for another key."""
+        prefix = self.namespace + ":"
+        if not isinstance(key, str) or not key.startswith(prefix):
+            return "foreign"
+        rest = key[len(prefix) :]
+        kind = re.split(r"[:#{]", rest, maxsplit=1)[0]
+        return kind if kind.replace("-", "").isalpha() and len(kind) <= 32 else "other"
+
     def account(self, account_id: int) -> str:
         return f"{self._account}{account_id}"
 

@@ -26,9 +26,7 @@ import re
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from dogpile.cache.api import (
@@ -54,6 +52,13 @@ from . import codec, scripts
 from .backend import cached_value, read_raw, read_slices, record_of, write_records
 from .concurrency import in_greenlet, pause
 from .keys import CacheKeys
+from .protocol import (
+    DEFAULT_MAX_VALUE_BYTES,
+    UNAVAILABLE,
+    Generations,
+    Miss,
+    WarnOnce,
+)
 from .scripts import ack_keys, generation_key, hold_key, lease_key
 from .stats import CacheStats
 from .wire import Wire
@@ -77,39 +82,11 @@ format's first version."""
 ACK_POLL = 0.05
 """The longest one blocking pop for acknowledgements waits: shorter than any socket timeout."""
 
-DEFAULT_MAX_VALUE_BYTES = 16 * 1024 * 1024
-"""Entries larger than this are neither stored nor read (an entity is a few hundred bytes)."""
-
 
 def is_foreign_type(exc: BaseException) -> bool:
     """Redis answered that a key holds another type (a hash where a string belongs): the value
     is foreign, the server is fine."""
     return isinstance(exc, ResponseError) and "WRONGTYPE" in str(exc)
-
-
-class WarnOnce:
-    """Log a warning the first time a key shows a problem, not on every read of it (a planted
-    value is read until something overwrites it). Remembers a bounded number of keys."""
-
-    def __init__(self, logger: logging.Logger, remember: int = 1024) -> None:
-        self._log = logger
-        self._seen: OrderedDict[str, None] = OrderedDict()
-        self._remember = remember
-        self._lock = threading.Lock()
-
-    def __call__(self, key: str, message: str, *args: Any) -> None:
-        with self._lock:
-            if key in self._seen:
-                return
-            self._seen[key] = None
-            if len(self._seen) > self._remember:
-                self._seen.popitem(last=False)
-        self._log.warning(message, *args)
-
-    def after_fork_in_child(self) -> None:
-        """In a forked child (``forking``): a new lock, since a thread of the parent (which
-        does not exist here) may have held the old one at the fork."""
-        self._lock = threading.Lock()
 
 
 class CircuitBreaker:
@@ -151,6 +128,12 @@ class CircuitBreaker:
                     type(exc).__name__,
                     exc,
                     self.retry_after,
+                    extra={
+                        "event": "redis_unavailable",
+                        "tier": "redis",
+                        "error": type(exc).__name__,
+                        "retry_after_s": self.retry_after,
+                    },
                 )
 
     def after_fork_in_child(self) -> None:
@@ -164,39 +147,14 @@ class CircuitBreaker:
             return
         with self._lock:
             if self._down_since is not None:
-                log.warning("Redis is back after %.1fs", time.monotonic() - self._down_since)
+                down = time.monotonic() - self._down_since
+                log.warning(
+                    "Redis is back after %.1fs",
+                    down,
+                    extra={"event": "redis_back", "tier": "redis", "down_s": round(down, 3)},
+                )
                 self._down_since = None
 
-
-@dataclass(frozen=True, slots=True)
-class Generations:
-    """What a loader saw before reading the database: per key, the generation token. A fill
-    is stored only if its key's token is still the same."""
-
-    tokens: tuple[bytes, ...]
-
-
-LEASED, WAIT, HELD, UNLEASED = 1, 0, 2, -1
-"""What a miss tells its caller to do (``Miss.lease``): load and fill (it holds the key's
-lease); wait for another loader's fill and look again; load without filling (a write holds
-the key off, a fill would be refused); load and fill without a lease (gave up waiting)."""
-
-
-class Miss:
-    """``lookup``'s answer when Redis has no entry: the generation token a fill must still
-    find (None when Redis could not be asked: then nothing is filled), and what to do about
-    the lease."""
-
-    __slots__ = ("lease", "lease_id", "token")
-
-    def __init__(self, token: bytes | None, lease: int, lease_id: str = "") -> None:
-        self.token = token
-        self.lease = lease
-        self.lease_id = lease_id
-
-
-UNAVAILABLE = Miss(None, HELD)
-"""Redis could not be asked: load, and cache nothing."""
 
 _NOT_A_RECORD = object()
 
@@ -357,7 +315,10 @@ class ResilientRedisProxy(ProxyBackend):
         except Exception as exc:
             # Nothing should get here; if something does, it is treated as an outage (an
             # invalidation is kept for replay), never passed on and never lost.
-            log.exception("unexpected error talking to Redis")
+            log.exception(
+                "unexpected error talking to Redis",
+                extra={"event": "redis_unexpected_error", "tier": "redis"},
+            )
             self.stats.add("redis_errors")
             self.breaker.failure(exc)
             return default
@@ -367,7 +328,13 @@ class ResilientRedisProxy(ProxyBackend):
     def foreign(self, key: str, problem: str) -> None:
         """Count (and log once per key) a value under one of our keys that is not ours."""
         self.stats.add("decode_errors")
-        self._warn_once(key, "cache entry %s %s: ignored, read as a miss", key or "-", problem)
+        self._warn_once(
+            key,
+            "cache entry %s %s: ignored, read as a miss",
+            key or "-",
+            problem,
+            extra={"event": "foreign_value", "tier": "redis", "key_kind": self.keys.kind_of(key)},
+        )
 
     def deliver_pending(self) -> None:
         """Replay held-back invalidations now if Redis may be tried (never raises)."""
@@ -392,7 +359,11 @@ class ResilientRedisProxy(ProxyBackend):
         with self._pending_lock:
             self._replaying -= in_flight
         if keys or overflow:
-            log.info("replayed %d cache invalidations missed during the outage", len(keys))
+            log.info(
+                "replayed %d cache invalidations missed during the outage",
+                len(keys),
+                extra={"event": "invalidations_replayed", "count": len(keys), "flush": overflow},
+            )
 
     def _remember(self, keys: Iterable[KeyType], overflow: bool = False, replayed: int = 0) -> None:
         """Hold ``keys`` back for a replay (``replayed``: how many of a failed replay's were
@@ -497,7 +468,10 @@ class ResilientRedisProxy(ProxyBackend):
             self.breaker.failure(exc)
             return UNAVAILABLE
         except Exception as exc:  # as ``_call``: an outage, never passed on
-            log.exception("unexpected error talking to Redis")
+            log.exception(
+                "unexpected error talking to Redis",
+                extra={"event": "redis_unexpected_error", "tier": "redis"},
+            )
             self.stats.add("redis_errors")
             self.breaker.failure(exc)
             return UNAVAILABLE
@@ -553,7 +527,17 @@ class ResilientRedisProxy(ProxyBackend):
         for i, payload in enumerate(payloads):
             if len(payload) > self.max_value_bytes:
                 # Never read back (see LOOKUP), so never stored: the token cannot match.
-                self._warn_once(items[i][0], "cache entry %s too large to cache", items[i][0])
+                self._warn_once(
+                    items[i][0],
+                    "cache entry %s too large to cache",
+                    items[i][0],
+                    extra={
+                        "event": "value_too_large",
+                        "tier": "redis",
+                        "key_kind": self.keys.kind_of(items[i][0]),
+                        "size": len(payload),
+                    },
+                )
                 payloads[i] = b""
         milliseconds = max(
             1, round((ttl if ttl is not None else self.expiration_time or 600) * 1000)
@@ -662,7 +646,11 @@ class ResilientRedisProxy(ProxyBackend):
         elif size > self.max_value_bytes:
             self.foreign(key, f"is too large ({size} bytes)")
         elif EARLIER_FORMAT.match(raw):
-            log.debug("cache entry %s of an earlier format: read as a miss", key)
+            log.debug(
+                "cache entry %s of an earlier format: read as a miss",
+                key,
+                extra={"event": "earlier_format", "key_kind": self.keys.kind_of(key)},
+            )
         else:
             self.foreign(key, "is not of the cache's typed format")
 
@@ -823,7 +811,10 @@ class ResilientRedisProxy(ProxyBackend):
         if lost is None:
             self._remember(keys)
         elif lost:
-            log.info("a write's hold-off was gone at its release; invalidating again")
+            log.info(
+                "a write's hold-off was gone at its release; invalidating again",
+                extra={"event": "hold_lost", "tier": "redis", "keys": len(keys)},
+            )
             self.invalidate(keys, ack_timeout, trust_window)
 
     def _confirm(
@@ -875,7 +866,11 @@ class ResilientRedisProxy(ProxyBackend):
             pass
         if not signalled:
             self.stats.add("ack_timeouts")
-            log.debug("not every process acknowledged an invalidation within %.2fs", timeout)
+            log.debug(
+                "not every process acknowledged an invalidation within %.2fs",
+                timeout,
+                extra={"event": "ack_timeout", "timeout_s": timeout},
+            )
         return signalled
 
     # -- dogpile's backend interface ----------------------------------------------------
@@ -1010,7 +1005,10 @@ class FallbackMutex(CacheMutex):
                     return True
                 if not wait:
                     return False
-                log.warning("gave up waiting for a cache lock; loading without it")
+                log.warning(
+                    "gave up waiting for a cache lock; loading without it",
+                    extra={"event": "lock_wait_gave_up", "tier": "redis"},
+                )
                 self._record("none")
                 return True
         acquired = self._local.acquire(wait)
@@ -1026,7 +1024,10 @@ class FallbackMutex(CacheMutex):
             try:
                 self._redis.release()
             except LockError:
-                log.info("a cache lock expired before its holder released it")
+                log.info(
+                    "a cache lock expired before its holder released it",
+                    extra={"event": "lock_expired", "tier": "redis"},
+                )
             except REDIS_ERRORS as exc:
                 self._stats.add("redis_errors")
                 self._breaker.failure(exc)

@@ -130,6 +130,7 @@ class ServerWatch:
                 getattr(connection, "host", "-"),
                 getattr(connection, "port", "-"),
                 deleted,
+                extra={"event": "server_changed", "tier": "redis", "flushed": deleted},
             )
 
     def _claim(self, connection: Any, run_id: bytes, marker: str, claim: str) -> bool:

@@ -21,30 +21,23 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import chain
 from operator import itemgetter
 from time import monotonic, time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dogpile.cache import CacheRegion
 from dogpile.cache.api import NO_VALUE, CachedValue
 
 from ..model.changes import Change
-from .bus import TRUST_WINDOW
 from .concurrency import pause
 from .keys import CacheKeys
-from .regions import renew_region_locks
-from .resilience import (
-    HELD,
-    LEASED,
-    UNLEASED,
-    WAIT,
-    Generations,
-    Miss,
-    ResilientRedisProxy,
-    WarnOnce,
-)
+from .options import renew_region_locks
+from .protocol import HELD, LEASED, TRUST_WINDOW, UNLEASED, WAIT, Generations, Miss, WarnOnce
 from .singleflight import SingleFlight
 from .stats import CacheStats
 from .store import MemoryStore, Stamp
 from .stripes import Snapshot, Stripes
+
+if TYPE_CHECKING:
+    from .resilience import ResilientRedisProxy
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +80,7 @@ class TieredCache:
         self.stripes = Stripes()
         self.flights = SingleFlight()
         self.listener: Any = None  # an InvalidationListener, attached by the domain
+        self.last_gap: float | None = None  # when the listener last missed messages (epoch)
         # The hit path reads the store under the memory region directly (when it is ours),
         # checking each entry's Stamp against the region's expiration.
         store = getattr(memory.actual_backend, "_cache", None)
@@ -102,7 +96,13 @@ class TieredCache:
         """A value of the wrong type under ``key`` (well-formed, but not what the key holds):
         counted in ``decode_errors`` and logged once per key; the caller drops and reloads it."""
         self.stats.add("decode_errors")
-        self._warn_once(key, "cache entry %s %s: ignored, reloaded", key, problem)
+        self._warn_once(
+            key,
+            "cache entry %s %s: ignored, reloaded",
+            key,
+            problem,
+            extra={"event": "foreign_value", "key_kind": self.keys.kind_of(key)},
+        )
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -370,7 +370,15 @@ class TieredCache:
             found = guard.lookup(key)
             if type(found) is not Miss or found.lease != WAIT:
                 return found
-        log.warning("gave up waiting for another process to load a cache entry; loading it")
+        log.warning(
+            "gave up waiting for another process to load a cache entry; loading it",
+            extra={
+                "event": "lease_wait_gave_up",
+                "tier": "redis",
+                "key_kind": guard.keys.kind_of(key),
+                "waited_s": guard.lease_wait,
+            },
+        )
         return Miss(found.token, UNLEASED)
 
     def lists_cached(self, count: int) -> bool:
@@ -601,7 +609,12 @@ class TieredCache:
 
     def listener_gap(self) -> None:
         self.stats.add("listener_gaps")
+        self.last_gap = time()
         self.clear_memory()
+
+    def memory_entries(self) -> int | None:
+        """How many entries the memory tier holds (None: another region's backend)."""
+        return len(self._lru) if self._lru is not None else None
 
     # -- processes ------------------------------------------------------------------------
 

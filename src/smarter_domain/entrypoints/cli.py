@@ -434,29 +434,171 @@ def cache() -> None:
     """Look at and invalidate the cache."""
 
 
+def _fleet_client(obj: Context) -> Any:
+    """A client of the Redis the processes heartbeat to (one line, exit 1, without one)."""
+    from ..cache.topology import parse_redis_url
+    from ..settings import Settings
+
+    redis_url = obj.redis_url or Settings.from_env().redis_url
+    if not redis_url:
+        raise click.ClickException(
+            "no Redis configured (SMARTER_REDIS_URL or --redis-url): the fleet view reads "
+            "the heartbeats the processes write to it"
+        )
+    try:
+        return parse_redis_url(redis_url).client(socket_timeout=2, socket_connect_timeout=2)
+    except ImportError as exc:
+        raise click.ClickException(
+            f"the fleet view needs redis-py ({exc.name}): pip install 'smarter-domain[redis]'"
+        ) from None
+
+
+def _fleet(client: Any) -> Any:
+    from ..cache.fleet import read_fleet
+    from ..cache.keys import DEFAULT_NAMESPACE
+    from ..cache.resilience import REDIS_ERRORS
+
+    try:
+        return read_fleet(client, DEFAULT_NAMESPACE)
+    except REDIS_ERRORS as exc:
+        raise click.ClickException(f"cannot read the fleet from Redis: {exc}") from None
+
+
+def _fleet_data(fleet: Any) -> dict[str, Any]:
+    now = _now()
+    processes = [
+        {
+            **dataclasses.asdict(p),
+            "memory_hit_ratio": p.ratio("memory"),
+            "redis_hit_ratio": p.ratio("redis"),
+            "seen_seconds_ago": round(max(0.0, now - p.at), 1),
+        }
+        for p in fleet.processes
+    ]
+    return {"processes": processes, "totals": fleet.totals(), "unreadable": fleet.unreadable}
+
+
+def _now() -> float:
+    import time
+
+    return time.time()
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _ago(moment: float | None) -> str:
+    if moment is None:
+        return "never"
+    seconds = max(0.0, _now() - moment)
+    return f"{seconds:.0f} s ago" if seconds < 3600 else f"{seconds / 3600:.1f} h ago"
+
+
+def _fleet_table(fleet: Any) -> Any:
+    """The fleet as a rich table, with a totals row."""
+    from rich.table import Table
+
+    from ..cache.fleet import ProcessView
+
+    table = Table(title=f"smarter-domain processes ({len(fleet.processes)} live)")
+    for column in (
+        "host",
+        "pid",
+        "door",
+        "memory hits",
+        "redis hits",
+        "loads",
+        "memory entries",
+        "listener",
+        "last gap",
+        "breaker",
+        "pending",
+    ):
+        table.add_column(column)
+    for p in fleet.processes:
+        table.add_row(
+            p.host,
+            str(p.pid),
+            p.door,
+            _ratio(p.ratio("memory")),
+            _ratio(p.ratio("redis")),
+            str(p.counters["loads"]),
+            "-" if p.memory_entries is None else str(p.memory_entries),
+            p.listener,
+            _ago(p.last_gap),
+            p.breaker,
+            str(p.pending_invalidations),
+        )
+    totals = fleet.totals()
+    summed = ProcessView("", 0, "", 0.0, 0.0, "", totals, None, "", None, "", 0)
+    table.add_row(
+        "total",
+        "",
+        "",
+        _ratio(summed.ratio("memory")),
+        _ratio(summed.ratio("redis")),
+        str(totals["loads"]),
+        str(sum(p.memory_entries or 0 for p in fleet.processes)),
+        f"{sum(p.listener == 'subscribed' for p in fleet.processes)} subscribed",
+        "",
+        f"{sum(p.breaker == 'open' for p in fleet.processes)} open",
+        str(sum(p.pending_invalidations for p in fleet.processes)),
+        style="bold",
+    )
+    if fleet.unreadable:
+        table.caption = f"{fleet.unreadable} heartbeat(s) unreadable (not a record): skipped"
+    return table
+
+
 @cache.command("stats")
 @output_option()
 @click.pass_obj
 def cache_stats(obj: Context, output: str) -> None:
-    """This process's counters, and the Redis tier's entries."""
-    from ..cache.resilience import REDIS_ERRORS
-    from ..cache.topology import close_client, parse_redis_url
+    """Every live process's cache: hit ratio per tier, memory-tier size, listener, last gap,
+    breaker (from the heartbeats in Redis)."""
+    from ..cache.topology import close_client
 
-    with obj.domain() as domain:
-        data: dict[str, Any] = {"counters": domain.cache.stats.snapshot()}
-        if domain.settings.redis_url:
-            client = parse_redis_url(domain.settings.redis_url).client(socket_timeout=2)
-            try:
-                keys = sum(1 for _ in client.scan_iter(match=domain.cache.keys.pattern()))
-                memory = client.info("memory").get("used_memory_human")
-                data["redis"] = {"entries": keys, "used_memory": memory}
-            except REDIS_ERRORS as exc:
-                data["redis"] = {"error": str(exc)}
-            finally:
-                close_client(client)
-        else:
-            data["redis"] = None
-    emit(data, output)
+    client = _fleet_client(obj)
+    try:
+        fleet = _fleet(client)
+    finally:
+        close_client(client)
+    if output == "table":
+        from rich.console import Console
+
+        Console().print(_fleet_table(fleet))
+    else:
+        emit(_fleet_data(fleet), output)
+
+
+@cache.command("top")
+@click.option("--interval", type=click.FloatRange(0.1, 3600), default=2.0, show_default=True)
+@click.option(
+    "--iterations", type=click.IntRange(0), default=0, help="stop after this many (0: never)"
+)
+@click.pass_obj
+def cache_top(obj: Context, interval: float, iterations: int) -> None:
+    """A live view of every process's cache, refreshed every --interval seconds (Ctrl-C
+    stops it)."""
+    import time
+
+    from rich.live import Live
+
+    from ..cache.topology import close_client
+
+    client = _fleet_client(obj)
+    try:
+        with Live(_fleet_table(_fleet(client)), auto_refresh=False) as live:
+            shown = 1
+            while not iterations or shown < iterations:
+                time.sleep(interval)
+                live.update(_fleet_table(_fleet(client)), refresh=True)
+                shown += 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        close_client(client)
 
 
 @cache.command("invalidate")
@@ -474,7 +616,8 @@ def cache_invalidate_command(obj: Context, kind: str, name: str) -> None:
 @main.command()
 @click.pass_context
 def demo(ctx: click.Context) -> None:
-    """The README walkthrough: migrate, bootstrap, apply the examples, show the result."""
+    """The walkthrough (docs/getting-started.md): migrate, bootstrap, apply the examples, show
+    the result."""
     from ..resources import resource_directory
 
     obj: Context = ctx.obj

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
@@ -176,7 +177,7 @@ class Broker(Generic[E]):
         """Create or update from the manifest, in one transaction; returns the entity. (With
         ``session=``, in a savepoint of the application's transaction: durable, and signalled,
         when the application commits.)"""
-        with self._unit_of_work() as uow:
+        with self._span("apply"), self._unit_of_work() as uow:
             entity = self._apply(uow)
             uow.on_commit(functools.partial(self._announce, entity, "apply"))
             uow.commit()
@@ -184,10 +185,21 @@ class Broker(Generic[E]):
 
     def delete(self) -> None:
         """Delete the entity (and what the database cascades to), in one transaction."""
-        with self._unit_of_work() as uow:
+        with self._span("delete"), self._unit_of_work() as uow:
             entity = self._delete(uow)
             uow.on_commit(functools.partial(self._announce, entity, "delete"))
             uow.commit()
+
+    def _span(self, action: str) -> AbstractContextManager[Any]:
+        """The OpenTelemetry span of this write, when the domain is instrumented
+        (``smarter_domain.telemetry``); nothing otherwise."""
+        telemetry = getattr(self.domain, "telemetry", None)
+        if telemetry is None:
+            return nullcontext()
+        span: AbstractContextManager[Any] = telemetry.span(
+            f"smarter_domain.broker.{action}", **{"smarter_domain.kind": self.kind}
+        )
+        return span
 
     def get(self, name: str | None = None) -> list[E]:
         """The entities of this kind the actor may see, optionally only those named ``name``."""

@@ -46,4 +46,8 @@ def send_safely(signal: Signal, sender: Any, **payload: Any) -> None:
         try:
             settle(handler(sender, **payload), handler)
         except Exception:
-            log.exception("signal receiver %r failed; the write stands", handler)
+            log.exception(
+                "signal receiver %r failed; the write stands",
+                handler,
+                extra={"event": "receiver_failed"},
+            )

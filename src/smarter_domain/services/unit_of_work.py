@@ -210,7 +210,9 @@ def _run_finishers(finishers: Sequence[Callable[[], None] | None]) -> None:
             try:
                 finish()
             except Exception:
-                log.exception("after-commit step %r failed", finish)
+                log.exception(
+                    "after-commit step %r failed", finish, extra={"event": "after_commit_failed"}
+                )
 
 
 def _publish(
@@ -222,12 +224,20 @@ def _publish(
         try:
             settle(hook(committed), hook)  # an async hook: awaited by an AsyncDomain
         except Exception:
-            log.exception("after-commit hook %r failed; the write stands", hook)
+            log.exception(
+                "after-commit hook %r failed; the write stands",
+                hook,
+                extra={"event": "hook_failed"},
+            )
     for callback in callbacks:
         try:
             settle(callback(), callback)
         except Exception:
-            log.exception("on-commit callback %r failed; the write stands", callback)
+            log.exception(
+                "on-commit callback %r failed; the write stands",
+                callback,
+                extra={"event": "callback_failed"},
+            )
 
 
 def _within(transaction: SessionTransaction | None, ancestor: SessionTransaction) -> bool:
@@ -329,6 +339,7 @@ class UnitOfWork:
                         step.__name__.strip("_"),
                         exc or failure,
                         exc_info=True,
+                        extra={"event": "cleanup_failed", "step": step.__name__.strip("_")},
                     )
         if failure is not None:
             raise failure

@@ -65,7 +65,11 @@ class AccountUtilities:
         """The account of the user's profile in the default account, else of the user's
         oldest profile; None (with a warning) for a user with no profile."""
         if not isinstance(user, User):
-            log.warning("get_cached_account_for_user: %r is not a user", user)
+            log.warning(
+                "get_cached_account_for_user: %r is not a user",
+                user,
+                extra={"event": "invalid_argument", "function": "get_cached_account_for_user"},
+            )
             return None
 
         def compute() -> Account | None:
@@ -81,7 +85,11 @@ class AccountUtilities:
         keys = [self.keys.profiles_of_user(user.id), self.keys.default_account()]
         account = self._read(compute, keys, invalidate)
         if account is None:
-            log.warning("user %s belongs to no account", user.username)
+            log.warning(
+                "user %s belongs to no account",
+                user.username,
+                extra={"event": "user_without_account", "user_id": user.id},
+            )
         return account
 
     def get_cached_admin_user_for_account(
@@ -126,7 +134,12 @@ class AccountUtilities:
             if found is None or self.domain.profiles.inner.get_for(found.id, account.id) is None:
                 raise
             user = found
-        log.info("created admin %s for account %s", username, account.account_number)
+        log.info(
+            "created admin %s for account %s",
+            username,
+            account.account_number,
+            extra={"event": "admin_created", "account_id": account.id, "user_id": user.id},
+        )
         return user
 
     def get_cached_default_account(self, *, invalidate: bool = False) -> Account:
@@ -160,7 +173,11 @@ class AccountUtilities:
         self, user_id: int | None, *, invalidate: bool = False
     ) -> User | None:
         if type(user_id) is not int:
-            log.error("get_cached_user_for_user_id: invalid user id %r", user_id)
+            log.error(
+                "get_cached_user_for_user_id: invalid user id %r",
+                user_id,
+                extra={"event": "invalid_argument", "function": "get_cached_user_for_user_id"},
+            )
             return None
         if invalidate:
             user = self._read(
@@ -169,14 +186,20 @@ class AccountUtilities:
         else:  # the hot path: no closure, no key list
             user = self.domain.users.get(user_id)
         if user is None:
-            log.error("no user with id %s", user_id)
+            log.error(
+                "no user with id %s", user_id, extra={"event": "user_not_found", "user_id": user_id}
+            )
         return user
 
     def get_cached_user_for_username(
         self, username: str | None, *, invalidate: bool = False
     ) -> User:
         if type(username) is not str:
-            log.error("get_cached_user_for_username: invalid username %r", username)
+            log.error(
+                "get_cached_user_for_username: invalid username %r",
+                username,
+                extra={"event": "invalid_argument", "function": "get_cached_user_for_username"},
+            )
             raise UserNotFound(f"invalid username {username!r}")
         if invalidate:
             user = self._read(
@@ -187,7 +210,7 @@ class AccountUtilities:
         else:  # the hot path: no closure, no key list
             user = self.domain.users.get_by_username(username)
         if user is None:
-            log.error("no user with username %r", username)
+            log.error("no user with username %r", username, extra={"event": "user_not_found"})
             raise UserNotFound(f"no user with username {username!r}")
         return user
 

@@ -14,20 +14,22 @@ import itertools
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-import redis
 from sqlalchemy import create_engine, text
 
 from ..adapters.orm import Base
 from ..domain import Domain, set_domain
 from ..migrations import upgrade
-from .servers import (
-    PostgresServer,
-    RedisClusterServers,
-    RedisSentinelServers,
-    RedisServer,
-)
+
+if TYPE_CHECKING:  # (imported by the fixtures that start servers: psycopg, redis-py)
+    from .servers import (
+        PostgresServer,
+        RedisClusterServers,
+        RedisSentinelServers,
+        RedisServer,
+    )
 
 BACKENDS = ("sqlite", "postgresql")
 _database_names = itertools.count()
@@ -63,6 +65,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(scope="session")
 def smarter_postgres_server() -> Iterator[PostgresServer]:
+    from .servers import PostgresServer
+
     with PostgresServer() as server:
         yield server
     server.close()
@@ -70,6 +74,8 @@ def smarter_postgres_server() -> Iterator[PostgresServer]:
 
 @pytest.fixture(scope="session")
 def smarter_redis_server() -> Iterator[RedisServer]:
+    from .servers import RedisServer
+
     with RedisServer() as server:
         yield server
     server.close()
@@ -79,6 +85,8 @@ def smarter_redis_server() -> Iterator[RedisServer]:
 def smarter_redis_cluster() -> Iterator[RedisClusterServers]:
     """A real three-master Redis Cluster on loopback, empty, shared by a module's tests
     (startup takes about two seconds)."""
+    from .servers import RedisClusterServers
+
     with RedisClusterServers() as cluster:
         cluster.flushall()
         yield cluster
@@ -88,6 +96,8 @@ def smarter_redis_cluster() -> Iterator[RedisClusterServers]:
 def smarter_redis_sentinel() -> Iterator[RedisSentinelServers]:
     """A fresh master, replica and three sentinels on loopback for each test, since tests
     kill the master."""
+    from .servers import RedisSentinelServers
+
     with RedisSentinelServers() as sentinel:
         yield sentinel
 
@@ -148,6 +158,8 @@ def smarter_empty_database_url(
 @pytest.fixture
 def smarter_redis_url(smarter_redis_server: RedisServer) -> str:
     """The session's Redis, emptied for this test (restarted if a test stopped it)."""
+    import redis
+
     smarter_redis_server.start()
     client = redis.Redis.from_url(smarter_redis_server.url)
     client.flushall()
