@@ -112,7 +112,7 @@ def bench(session: nox.Session) -> None:
 @nox.session(name="bench-peers")
 def bench_peers(session: nox.Session) -> None:
     """advanced-alchemy's cached repository beside ours; exits 1 if a target is missed."""
-    session.install("-e", ".[test]", "advanced-alchemy")
+    session.install("-e", ".[test]", "advanced-alchemy", "matplotlib")
     session.run("bash", "scripts/ensure-servers", external=True)
     session.run("python", "bench/peers.py", *session.posargs)
 

@@ -722,6 +722,12 @@ def report(bench: Bench, traces: dict[str, str], machine: str, seconds: float) -
             indent=2,
         )
     )
+    try:  # docs/assets/bench/peers-*.svg, for docs/benchmarks.md
+        from plots import write_plots
+
+        write_plots(HERE / "peers.json", prefix="peers-")
+    except ImportError:
+        print("(no plots: matplotlib is not installed)")
 
 
 if __name__ == "__main__":

@@ -116,9 +116,10 @@ def _save(fig: Any, path: Path) -> None:
     fig.clf()
 
 
-def write_plots(results_path: Path = RESULTS, out: Path = OUT) -> list[Path]:
-    """Write the SVGs of ``results_path`` into ``out``; returns their paths. Raises
-    ImportError when matplotlib is not installed."""
+def write_plots(results_path: Path = RESULTS, out: Path = OUT, prefix: str = "") -> list[Path]:
+    """Write the SVGs of ``results_path`` into ``out`` (``prefix``: before their names, e.g.
+    ``peers-`` for ``bench/peers.py``'s run); returns their paths. Raises ImportError when
+    matplotlib is not installed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -128,7 +129,7 @@ def write_plots(results_path: Path = RESULTS, out: Path = OUT) -> list[Path]:
     results = json.loads(results_path.read_text())
     rows = ratio_rows(results)
     out.mkdir(parents=True, exist_ok=True)
-    written = [out / "latency.svg", out / "relative.svg"]
+    written = [out / f"{prefix}latency.svg", out / f"{prefix}relative.svg"]
     plot_latency(plt, rows, results.get("machine", ""), written[0])
     plot_relative(plt, rows, results.get("machine", ""), written[1])
     plt.close("all")
