@@ -154,6 +154,8 @@ def test_a_dead_process_drops_out_by_itself(
         json.dumps({"v": 1, "pad": "x" * MAX_RECORD_BYTES}).encode(),
         b"\\x80\\x05\\x95\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00.",  # a pickle
         "hash",
+        json.dumps({"v": 1, "at": 10**700}).encode(),  # a number no float holds
+        b"x" * (64 * 1024 * 1024),  # read only as far as a record could go
     ],
 )
 def test_hostile_heartbeats_are_skipped_and_counted(
@@ -170,7 +172,7 @@ def test_hostile_heartbeats_are_skipped_and_counted(
         redis_client.set(key, planted)
     fleet = read_fleet(redis_client, NAMESPACE)
     assert fleet.processes == []
-    assert fleet.unreadable == (0 if planted == "hash" else 1)  # MGET reads a hash as nil
+    assert fleet.unreadable == 1
     result = _stats(tmp_path, smarter_database_url, smarter_redis_url, "stats", "-o", "json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["processes"] == []
@@ -181,6 +183,53 @@ def test_parse_refuses_whatever_is_not_a_record() -> None:
     assert parse(12) is None
     assert parse(b"{" * 100_000) is None
     assert parse(b'{"v": 1}') is None
+    good = {
+        "v": 1,
+        "host": "h",
+        "pid": 1,
+        "origin": "o",
+        "at": 1.0,
+        "started": 1.0,
+        "door": "sync",
+        "counters": {"memory_hits": 3},  # the others: 0 (a record of another release)
+        "memory_entries": None,
+        "listener": "subscribed",
+        "last_gap": None,
+        "breaker": "closed",
+        "pending_invalidations": 0,
+    }
+    view = parse(json.dumps(good))
+    assert view is not None and view.counters["memory_hits"] == 3 and view.counters["loads"] == 0
+    for field, hostile in (
+        ("host", "\x1b]0;pwned\x07\x1b[2J"),  # terminal escapes
+        ("host", "x" * 300),
+        ("at", 10**700),
+        ("at", float("inf")),
+        ("last_gap", -1),
+        ("pid", -5),
+        ("pid", True),
+    ):
+        assert parse(json.dumps({**good, field: hostile})) is None, (field, hostile)
+
+
+def test_a_host_name_is_shown_as_text_never_as_markup() -> None:
+    from rich.console import Console
+
+    from smarter_domain.cache.fleet import Fleet, ProcessView
+    from smarter_domain.cache.stats import STAT_NAMES
+    from smarter_domain.entrypoints.cli import _fleet_table
+
+    counters = dict.fromkeys(STAT_NAMES, 0)
+    views = [
+        ProcessView("[/]", 1, "o", 1.0, 1.0, "sync", counters, None, "down", None, "closed", 0),
+        ProcessView(
+            "[link=https://x]y", 2, "p", 1.0, 1.0, "sync", counters, 3, "down", 5.0, "open", 0
+        ),
+    ]
+    console = Console(record=True, width=200)
+    console.print(_fleet_table(Fleet(views, 0)))
+    text = console.export_text()
+    assert "[/]" in text and "[link=https://x]y" in text
 
 
 def test_without_redis_the_view_says_so_in_one_line(

@@ -87,6 +87,25 @@ print(sorted({{m.split(".")[0] for m in sys.modules}} & BLOCKED))
     assert lines[2] == "[]"  # none of them was even tried on the way
 
 
+def test_the_pytest_plugin_and_an_async_domain_without_redis(tmp_path: Path) -> None:
+    """The plugin is loaded by every pytest run of an environment with the library: it needs
+    no server driver until a test asks for a server; an AsyncDomain without Redis needs no
+    redis-py."""
+    code = f"""
+import asyncio
+import smarter_domain.testing.pytest_plugin
+import smarter_domain as sd
+async def main():
+    async with sd.AsyncDomain("sqlite:///{tmp_path / "b.db"}") as adomain:
+        await adomain.migrate()
+        print((await adomain.bootstrap()).user.username)
+asyncio.run(main())
+"""
+    result = run_without("redis,hiredis,psycopg,factory", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["admin"]
+
+
 def test_the_async_door_names_its_extra(tmp_path: Path) -> None:
     code = f"""
 import smarter_domain as sd

@@ -151,3 +151,42 @@ def test_nothing_is_imported_or_patched_without_instrument(tmp_path: Any) -> Non
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.split() == ["True", "False", "False"]
+
+
+def test_instrumented_twice_and_two_domains_on_one_meter(
+    smarter_database_url: str, exported: Exported
+) -> None:
+    """The instruments are made once per meter (a second ``create_*`` of a name would drop
+    its callbacks): instrumenting again, or a second domain, still reports, each domain with
+    its own attributes."""
+    with Domain(smarter_database_url) as first, Domain(smarter_database_url) as second:
+        first.bootstrap()
+        for domain in (first, first, second):  # the first one twice
+            instrument(domain, meter_provider=exported.meter_provider)
+        first.users.get_by_username("admin")
+        second.users.get_by_username("admin")
+        second.users.get_by_username("admin")
+        points = exported.metrics()["smarter_domain.cache.loads"]
+        by_domain = {p.attributes["smarter_domain.domain"]: p.value for p in points}
+        assert len(by_domain) == 2 and all(v >= 1 for v in by_domain.values()), by_domain
+
+
+def test_a_lookup_through_the_full_path_says_the_memory_tier_answered(
+    smarter_database_url: str, smarter_redis_url: str, exported: Exported
+) -> None:
+    """``cache_results(timeout=...)`` looks up through the full path (its own expiration):
+    its memory hits are spans whose tier is ``memory``, never ``redis``."""
+    with Domain(smarter_database_url, smarter_redis_url, redis_options=FAST_FAIL) as domain:
+        instrument(domain, tracer_provider=exported.tracer_provider)
+
+        @sd.cache_results(timeout=60, domain=domain)
+        def square(x: int) -> int:
+            return x * x
+
+        assert [square(3) for _ in range(3)] == [9, 9, 9]
+        tiers = [s.attributes[TIER] for s in exported.finished("smarter_domain.cache.lookup")]
+        assert tiers == ["database", "memory", "memory"]
+        domain.cache.clear_memory()
+        assert square(3) == 9
+        tiers = [s.attributes[TIER] for s in exported.finished("smarter_domain.cache.lookup")]
+        assert tiers[-1] == "redis"

@@ -3,7 +3,6 @@ later, caches and brokers. ``configure()`` / ``get_domain()`` manage the process
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -86,6 +85,7 @@ class Domain:
         migrations_table: str = migrations.DEFAULT_VERSION_TABLE,
         _reads_in_autocommit: bool = False,
         _subscribe_wait: float = 2.0,
+        _front_door: str = "sync",
     ) -> None:
         if consistency not in ("strict", "available"):
             raise ConfigurationError(
@@ -121,7 +121,7 @@ class Domain:
         self.redis_options = redis_options or RedisOptions()
         self._listener: InvalidationListener | None = None
         self._subscribe_wait = _subscribe_wait  # (0 for an AsyncDomain: never on the loop)
-        self.front_door = "sync"  # (what the heartbeat says; an AsyncDomain's says "async")
+        self.front_door = _front_door  # (what the heartbeat says: "sync" or "async")
         self.telemetry: Any = None  # ``smarter_domain.telemetry.instrument`` sets it
         self._beat: Heartbeat | None = None
         self.cache = self._build_cache(
@@ -205,9 +205,13 @@ class Domain:
 
             def tick() -> None:
                 guard.deliver_pending()  # an outage's invalidations go out as soon as it ends
-                if beat is not None:  # (a failed beat costs the fleet view one beat, no more)
-                    with contextlib.suppress(*REDIS_ERRORS):
+                if beat is not None:
+                    try:
                         beat.beat(guard.client, guard.origin)
+                    except Exception:  # a failed beat costs the fleet view one beat, no more:
+                        log.debug(  # never the listener (its loop calls this)
+                            "heartbeat not written", exc_info=True, extra={"event": "beat_failed"}
+                        )
 
             self._listener = InvalidationListener(
                 target,
@@ -225,7 +229,7 @@ class Domain:
     def _heartbeat(self, cache: TieredCache, interval: float) -> Heartbeat | None:
         """This process's heartbeat for the fleet view (``cache/fleet.py``), beaten by the
         listener's thread."""
-        if interval <= 0:
+        if not interval > 0 or interval == float("inf"):  # 0 (or nonsense): none
             return None
         from .cache.fleet import Heartbeat, process_record
 

@@ -30,7 +30,7 @@ from .cache.async_repositories import (
 from .cache.async_tiered import AsyncTieredCache
 from .cache.concurrency import finish
 from .cache.keys import DEFAULT_NAMESPACE
-from .cache.regions import RedisOptions
+from .cache.options import RedisOptions
 from .domain import Consistency, Domain
 from .model.changes import Change
 from .model.entities import Entity, UserProfile
@@ -104,13 +104,13 @@ class AsyncDomain:
                 # Built on the loop, maybe: the listener subscribes in its thread, and the
                 # memory tier is bypassed until it has (nothing waits for it here).
                 _subscribe_wait=0.0,
+                _front_door="async",
             )
         except BaseException:
             if self._owns_engine:
                 engine.sync_engine.dispose()  # nothing was checked out yet: no I/O to await
             raise
         self.cache = self.sync.cache
-        self.sync.front_door = "async"
         self._redis: AwaitingRedis | None = None
         guard, target = self.cache.guard, self.sync.redis_target
         if guard is not None and target is not None:

@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import itertools
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
@@ -47,9 +49,7 @@ KEY_KIND = "smarter_domain.cache.key_kind"
 KEYS = "smarter_domain.cache.keys"
 RESULT = "smarter_domain.cache.result"
 
-_in_lookup: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "smarter_domain_in_lookup", default=False
-)
+_ids = itertools.count(1)
 
 
 class Telemetry:
@@ -59,6 +59,12 @@ class Telemetry:
         self.domain = domain
         self.tracer = tracer
         self.meter = meter
+        guard = domain.cache.guard
+        #: What tells this domain's metrics from another's on the same meter.
+        self.labels = {
+            "smarter_domain.cache.namespace": domain.cache.keys.namespace,
+            "smarter_domain.domain": guard.origin if guard is not None else f"local-{next(_ids)}",
+        }
         self._patched: list[tuple[Any, str]] = []
         self.closed = False
 
@@ -107,44 +113,63 @@ def instrument(
     meter = metrics.get_meter("smarter_domain", version("smarter-domain"), meter_provider)
     telemetry = Telemetry(core, tracer, meter)
     _trace_cache(telemetry, core.cache)
+    front = getattr(domain, "acache", None)
+    if front is not None:
+        _trace_async_door(telemetry, front)
     _measure_cache(telemetry, core.cache)
     core.telemetry = telemetry
     return telemetry
+
+
+_tier: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "smarter_domain_lookup_tier", default=None
+)
 
 
 def _trace_cache(telemetry: Telemetry, cache: Any) -> None:
     kind_of = cache.keys.kind_of
 
     @contextmanager
-    def lookup(key: str) -> Iterator[list[str]]:
-        """One lookup span (not nested in another: the async door's paths come here twice)."""
-        if _in_lookup.get():
-            yield []
+    def lookup(key: str) -> Iterator[None]:
+        """One lookup span, whose tier the lookup's steps set (``memory`` unless Redis or
+        the database answers). Not nested in another: the paths come here more than once."""
+        if _tier.get() is not None:
+            yield
             return
-        token = _in_lookup.set(True)
-        tier = ["redis" if cache.guard is not None else "memory"]
+        tier = ["memory"]
+        token = _tier.set(tier)
         try:
             with telemetry.span("smarter_domain.cache.lookup", **{KEY_KIND: kind_of(key)}) as s:
-                yield tier
+                yield
                 if s is not None:
                     s.set_attribute(TIER, tier[0])
         finally:
-            _in_lookup.reset(token)
+            _tier.reset(token)
 
-    def traced_loader(loader: Callable[[], Any], key: str, tier: list[str]) -> Callable[[], Any]:
-        if not tier:  # a lookup inside the span of another (it wrapped the loader already)
+    def answered(tier: str) -> None:
+        found = _tier.get()
+        if found is not None and found[0] != "database":
+            found[0] = tier
+
+    def traced_loader(loader: Callable[[], Any], key: str) -> Callable[[], Any]:
+        if getattr(loader, "_smarter_traced", False):
             return loader
 
         def load() -> Any:
-            tier[0] = "database"
-            with telemetry.span("smarter_domain.cache.load", **{KEY_KIND: kind_of(key)}):
-                return loader()
+            answered("database")
+            token = _tier.set(None)  # the loader's own cache reads are lookups of their own
+            try:
+                with telemetry.span("smarter_domain.cache.load", **{KEY_KIND: kind_of(key)}):
+                    return loader()
+            finally:
+                _tier.reset(token)
 
+        load._smarter_traced = True  # type: ignore[attr-defined]
         return load
 
     def get_or_load(original: Any, key: str, loader: Any, expiration_time: Any) -> Any:
-        with lookup(key) as tier:
-            return original(key, traced_loader(loader, key, tier), expiration_time)
+        with lookup(key):
+            return original(key, traced_loader(loader, key), expiration_time)
 
     def looked_up(
         original: Any,
@@ -154,8 +179,19 @@ def _trace_cache(telemetry: Telemetry, cache: Any) -> None:
         found: Any,
         expiration_time: Any = None,
     ) -> Any:
-        with lookup(key) as tier:
-            return original(key, traced_loader(loader, key, tier), local, found, expiration_time)
+        with lookup(key):
+            if cache.is_hit(found):
+                answered("redis")
+            return original(key, traced_loader(loader, key), local, found, expiration_time)
+
+    def second_tier(
+        original: Any, key: str, loader: Any, expiration_time: Any, found: Any = None
+    ) -> Any:
+        result = original(key, traced_loader(loader, key), expiration_time, found)
+        tier = _tier.get()
+        if tier is not None and tier[0] == "memory" and cache.guard is not None:
+            tier[0] = "redis"  # the loader did not run: Redis answered
+        return result
 
     def values_or_load(original: Any, slices: Any, count: int, loader: Any) -> Any:
         def load(missing: list[str]) -> Any:
@@ -169,109 +205,167 @@ def _trace_cache(telemetry: Telemetry, cache: Any) -> None:
         def traced(original: Any, keys: Any, *args: Any) -> Any:
             keys = list(keys)
             kinds = sorted({kind_of(k) for k in keys})
-            with telemetry.span(
-                f"smarter_domain.cache.{name}", **{KEYS: len(keys), KEY_KIND: kinds}
-            ):
+            attributes = {KEYS: len(keys), KEY_KIND: kinds}
+            with telemetry.span(f"smarter_domain.cache.{name}", **attributes):
                 return original(keys, *args)
 
         return traced
 
     telemetry.patch(cache, "_get_or_load", get_or_load)
     telemetry.patch(cache, "looked_up", looked_up)
+    telemetry.patch(cache, "_second_tier", second_tier)
     telemetry.patch(cache, "values_or_load", values_or_load)
     for name in ("invalidate", "prepare", "release"):
         telemetry.patch(cache, name, phase(name))
 
 
-def _measure_cache(telemetry: Telemetry, cache: Any) -> None:
-    from opentelemetry.metrics import CallbackOptions, Observation
+def _trace_async_door(telemetry: Telemetry, front: Any) -> None:
+    """The async door's lookups, from their start (its Redis lookup is awaited before the
+    sync logic's ``looked_up``)."""
+    kind_of = front.cache.keys.kind_of
 
-    meter = telemetry.meter
+    async def load_missed(original: Any, key: str, loader: Any, expiration_time: Any = None) -> Any:
+        tier = ["memory"]
+        token = _tier.set(tier)
+        try:
+            with telemetry.span("smarter_domain.cache.lookup", **{KEY_KIND: kind_of(key)}) as s:
+                value = await original(key, loader, expiration_time)
+                if s is not None:
+                    s.set_attribute(TIER, tier[0])
+                return value
+        finally:
+            _tier.reset(token)
 
-    def observing(read: Callable[[], list[Observation]]) -> Callable[[CallbackOptions], Any]:
-        def callback(options: CallbackOptions) -> list[Observation]:
-            return [] if telemetry.closed else read()
+    telemetry.patch(front, "load_missed", load_missed)
 
-        return callback
 
-    def lookups() -> list[Observation]:
-        stats = cache.stats.snapshot()
-        return [
-            Observation(stats[f"{tier}_{counter}"], {TIER: tier, RESULT: result})
-            for tier in ("memory", "redis")
-            for result, counter in (("hit", "hits"), ("miss", "misses"))
-        ]
+class _Instruments:
+    """The metric instruments of one meter, made once (a second ``create_*`` of a name on a
+    meter returns the first instrument and drops the new callbacks), observing every live
+    ``Telemetry`` of that meter, each with its domain's attributes."""
 
-    def counted(name: str) -> Callable[[], list[Observation]]:
-        return lambda: [Observation(cache.stats.snapshot()[name])]
+    def __init__(self, meter: Any) -> None:
+        from opentelemetry.metrics import CallbackOptions, Observation
 
-    def errors() -> list[Observation]:
-        stats = cache.stats.snapshot()
-        return [
-            Observation(stats["redis_errors"], {"error.type": "redis"}),
-            Observation(stats["decode_errors"], {"error.type": "decode"}),
-        ]
+        self.live: weakref.WeakSet[Telemetry] = weakref.WeakSet()
 
-    def gauge(read: Callable[[], float | None]) -> Callable[[], list[Observation]]:
-        def observe() -> list[Observation]:
-            value = read()
-            return [] if value is None else [Observation(value)]
+        def observe(
+            read: Callable[[Telemetry, Any], list[tuple[float, dict[str, Any]]]],
+        ) -> Callable[[CallbackOptions], list[Observation]]:
+            def callback(options: CallbackOptions) -> list[Observation]:
+                found = []
+                for telemetry in list(self.live):
+                    if telemetry.closed:
+                        continue
+                    cache = telemetry.domain.cache
+                    for value, attributes in read(telemetry, cache):
+                        found.append(Observation(value, {**telemetry.labels, **attributes}))
+                return found
 
-        return observe
+            return callback
 
-    guard = cache.guard
-    meter.create_observable_counter(
-        "smarter_domain.cache.lookups",
-        [observing(lookups)],
-        unit="{lookup}",
-        description="Lookups per tier, hits and misses",
-    )
-    meter.create_observable_counter(
-        "smarter_domain.cache.loads",
-        [observing(counted("loads"))],
-        unit="{load}",
-        description="Misses read from the database",
-    )
-    meter.create_observable_counter(
-        "smarter_domain.cache.invalidations",
-        [observing(counted("invalidations"))],
-        unit="{key}",
-        description="Keys invalidated by this process's writes",
-    )
-    meter.create_observable_counter(
-        "smarter_domain.cache.errors",
-        [observing(errors)],
-        unit="{error}",
-        description="Redis errors, and foreign or undecodable values under the cache's keys",
-    )
-    meter.create_observable_gauge(
-        "smarter_domain.cache.memory.entries",
-        [observing(gauge(cache.memory_entries))],
-        unit="{entry}",
-        description="Entries in the memory tier",
-    )
-    if guard is not None:
+        def lookups(t: Telemetry, cache: Any) -> list[tuple[float, dict[str, Any]]]:
+            stats = cache.stats.snapshot()
+            return [
+                (stats[f"{tier}_{counter}"], {TIER: tier, RESULT: result})
+                for tier in ("memory", "redis")
+                for result, counter in (("hit", "hits"), ("miss", "misses"))
+            ]
+
+        def counted(name: str) -> Callable[[Telemetry, Any], list[tuple[float, dict[str, Any]]]]:
+            return lambda t, cache: [(cache.stats.snapshot()[name], {})]
+
+        def errors(t: Telemetry, cache: Any) -> list[tuple[float, dict[str, Any]]]:
+            stats = cache.stats.snapshot()
+            return [
+                (stats["redis_errors"], {"error.type": "redis"}),
+                (stats["decode_errors"], {"error.type": "decode"}),
+            ]
+
+        def entries(t: Telemetry, cache: Any) -> list[tuple[float, dict[str, Any]]]:
+            value = cache.memory_entries()
+            return [] if value is None else [(value, {})]
+
+        def breaker(t: Telemetry, cache: Any) -> list[tuple[float, dict[str, Any]]]:
+            guard = cache.guard
+            return [] if guard is None else [(float(guard.breaker.is_down), {})]
+
+        def pending(t: Telemetry, cache: Any) -> list[tuple[float, dict[str, Any]]]:
+            guard = cache.guard
+            return [] if guard is None else [(float(guard.pending_deletes), {})]
+
+        def subscribed(t: Telemetry, cache: Any) -> list[tuple[float, dict[str, Any]]]:
+            listener = cache.listener
+            return [] if listener is None else [(float(bool(listener.healthy)), {})]
+
+        meter.create_observable_counter(
+            "smarter_domain.cache.lookups",
+            [observe(lookups)],
+            unit="{lookup}",
+            description="Lookups per tier, hits and misses",
+        )
+        meter.create_observable_counter(
+            "smarter_domain.cache.loads",
+            [observe(counted("loads"))],
+            unit="{load}",
+            description="Misses read from the database",
+        )
+        meter.create_observable_counter(
+            "smarter_domain.cache.invalidations",
+            [observe(counted("invalidations"))],
+            unit="{key}",
+            description="Keys invalidated by this process's writes",
+        )
+        meter.create_observable_counter(
+            "smarter_domain.cache.errors",
+            [observe(errors)],
+            unit="{error}",
+            description="Redis errors, and foreign or undecodable values under the cache's keys",
+        )
+        meter.create_observable_gauge(
+            "smarter_domain.cache.memory.entries",
+            [observe(entries)],
+            unit="{entry}",
+            description="Entries in the memory tier",
+        )
         meter.create_observable_gauge(
             "smarter_domain.cache.breaker.open",
-            [observing(gauge(lambda: float(guard.breaker.is_down)))],
+            [observe(breaker)],
             description="1 while the circuit breaker skips Redis",
         )
         meter.create_observable_gauge(
             "smarter_domain.cache.invalidations.pending",
-            [observing(gauge(lambda: float(guard.pending_deletes)))],
+            [observe(pending)],
             unit="{key}",
             description="Invalidations held back by an outage",
         )
-    listener = cache.listener
-    if listener is not None:
         meter.create_observable_gauge(
             "smarter_domain.cache.listener.subscribed",
-            [observing(gauge(lambda: float(bool(listener.healthy))))],
+            [observe(subscribed)],
             description="1 while the invalidation listener is subscribed",
         )
-        propagation = meter.create_histogram(
+        self.propagation = meter.create_histogram(
             "smarter_domain.cache.invalidation.propagation",
             unit="s",
             description="From a writer's publish to this process's listener",
         )
-        listener.latency_hook = propagation.record
+
+
+_instruments: dict[int, tuple[Any, _Instruments]] = {}  # id(meter): the meter, its instruments
+
+
+def _measure_cache(telemetry: Telemetry, cache: Any) -> None:
+    meter = telemetry.meter
+    known = _instruments.get(id(meter))
+    if known is None or known[0] is not meter:
+        known = _instruments[id(meter)] = (meter, _Instruments(meter))
+    instruments = known[1]
+    instruments.live.add(telemetry)
+    listener = cache.listener
+    if listener is not None:
+        record, labels = instruments.propagation.record, dict(telemetry.labels)
+
+        def latency(seconds: float) -> None:
+            record(seconds, labels)
+
+        listener.latency_hook = latency

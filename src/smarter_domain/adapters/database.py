@@ -179,10 +179,11 @@ def _tuned(url: URL, options: dict[str, Any], make: Any) -> Any:
     try:
         return _made(url, options, make)
     except ModuleNotFoundError as exc:  # the driver's extra is not installed
-        extra = {"psycopg": "postgres"}.get(str(exc.name).partition(".")[0], "asyncio")
+        module = str(exc.name).partition(".")[0]
+        extra = {"psycopg": "postgres", "asyncpg": "asyncio", "aiosqlite": "asyncio"}.get(module)
+        hint = f"pip install 'smarter-domain[{extra}]'" if extra else f"install {module}"
         raise ConfigurationError(
-            f"the {url.drivername} driver is not installed ({exc.name}): "
-            f"pip install 'smarter-domain[{extra}]'"
+            f"the {url.drivername} driver is not installed ({exc.name}): {hint}"
         ) from exc
 
 

@@ -25,8 +25,6 @@ from .tiered import TieredCache
 
 
 class AsyncTieredCache:
-    __slots__ = ("cache", "peek", "peek_through")
-
     def __init__(self, cache: TieredCache) -> None:
         self.cache = cache
         self.peek = cache.peek

@@ -372,8 +372,13 @@ class InvalidationListener:
                 seconds = time.time() - sent
                 self.latencies_ms.append(seconds * 1000)
                 hook = self.latency_hook
-                if hook is not None:  # telemetry's histogram (``smarter_domain.telemetry``)
-                    hook(seconds)
+                if hook is not None and seconds >= 0:  # (clocks of two hosts may disagree)
+                    try:  # telemetry's histogram (``smarter_domain.telemetry``)
+                        hook(seconds)
+                    except Exception:  # never the listener's problem
+                        log.debug(
+                            "latency not recorded", exc_info=True, extra={"event": "hook_failed"}
+                        )
         if ack:
             try:
                 self._ack_wire.script(self._ack_script, 4, *ack_keys(ack), ack, self.origin)

@@ -16,6 +16,7 @@ unreadable and skipped, never decoded further and never an error.
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import time
@@ -136,37 +137,69 @@ def parse(raw: Any) -> ProcessView | None:
     if not isinstance(data, dict) or data.get("v") != RECORD_VERSION:
         return None
     counters = data.get("counters")
-    if not isinstance(counters, dict) or not all(
-        type(counters.get(name)) is int and counters[name] >= 0 for name in STAT_NAMES
-    ):
+    if not isinstance(counters, dict):
         return None
-    texts = ("host", "origin", "door", "listener", "breaker")
-    numbers = ("at", "started")
-    if not all(isinstance(data.get(name), str) and len(data[name]) <= 255 for name in texts):
+    # A counter a record lacks is 0 (a process of another release, during a rolling deploy);
+    # one that is there must be a count.
+    counts = {name: counters.get(name, 0) for name in STAT_NAMES}
+    if not all(_count(value) for value in counts.values()):
         return None
-    if not all(type(data.get(name)) in (int, float) for name in numbers):
+    texts = {
+        name: _text(data.get(name)) for name in ("host", "origin", "door", "listener", "breaker")
+    }
+    if None in texts.values():
         return None
-    if type(data.get("pid")) is not int or type(data.get("pending_invalidations")) is not int:
+    at, started, gap = _moment(data.get("at")), _moment(data.get("started")), data.get("last_gap")
+    if at is None or started is None or not (gap is None or _moment(gap) is not None):
         return None
-    entries, gap = data.get("memory_entries"), data.get("last_gap")
-    if not (entries is None or type(entries) is int) or not (
-        gap is None or type(gap) in (int, float)
-    ):
+    pid: Any
+    pending: Any
+    pid, pending, entries = (
+        data.get("pid"),
+        data.get("pending_invalidations"),
+        data.get("memory_entries"),
+    )
+    if not (_count(pid) and _count(pending) and (entries is None or _count(entries))):
         return None
     return ProcessView(
-        host=data["host"],
-        pid=data["pid"],
-        origin=data["origin"],
-        at=float(data["at"]),
-        started=float(data["started"]),
-        door=data["door"],
-        counters={name: counters[name] for name in STAT_NAMES},
+        host=str(texts["host"]),
+        pid=int(pid),
+        origin=str(texts["origin"]),
+        at=at,
+        started=started,
+        door=str(texts["door"]),
+        counters=counts,
         memory_entries=entries,
-        listener=data["listener"],
-        last_gap=None if gap is None else float(gap),
-        breaker=data["breaker"],
-        pending_invalidations=data["pending_invalidations"],
+        listener=str(texts["listener"]),
+        last_gap=None if gap is None else _moment(gap),
+        breaker=str(texts["breaker"]),
+        pending_invalidations=int(pending),
     )
+
+
+_MAX_COUNT = 2**63
+
+
+def _count(value: Any) -> bool:
+    return type(value) is int and 0 <= value < _MAX_COUNT
+
+
+def _moment(value: Any) -> float | None:
+    """A time (seconds since the epoch), finite and plausible, or None."""
+    if type(value) not in (int, float):
+        return None
+    try:
+        moment = float(value)
+    except OverflowError:  # an int of hundreds of digits
+        return None
+    return moment if math.isfinite(moment) and 0 <= moment < 2**40 else None
+
+
+def _text(value: Any) -> str | None:
+    """A short printable string (what a terminal may be shown), or None."""
+    if not isinstance(value, str) or len(value) > 255 or not value.isprintable():
+        return None
+    return value
 
 
 @dataclass(frozen=True)
@@ -185,10 +218,7 @@ def read_fleet(client: Any, namespace: str, limit: int = 10_000) -> Fleet:
         keys.append(key)
         if len(keys) >= limit:
             break
-    values: Iterable[Any] = []
-    if keys:
-        mget = getattr(client, "mget_nonatomic", None) or client.mget  # a cluster's, by slot
-        values = _values(client, keys, mget)
+    values: Iterable[Any] = _heads(client, keys) if keys else []
     processes: list[ProcessView] = []
     unreadable = 0
     for raw in values:
@@ -203,19 +233,18 @@ def read_fleet(client: Any, namespace: str, limit: int = 10_000) -> Fleet:
     return Fleet(processes, unreadable)
 
 
-def _values(client: Any, keys: list[Any], mget: Callable[..., Any]) -> list[Any]:
-    """The keys' values, a key of another Redis type read as unreadable bytes."""
-    try:
-        return list(mget(keys))
-    except Exception as exc:
-        if "WRONGTYPE" not in str(exc):
-            raise
-    found: list[Any] = []
+def _heads(client: Any, keys: list[Any]) -> list[Any]:
+    """The first ``MAX_RECORD_BYTES + 1`` bytes of each key's value, pipelined (a planted
+    string of hundreds of megabytes is never read whole); None where a key expired, or holds
+    another Redis type (nothing a heartbeat would be)."""
+    pipe = client.pipeline(transaction=False)
     for key in keys:
-        try:
-            found.append(client.get(key))
-        except Exception as exc:
-            if "WRONGTYPE" not in str(exc):
-                raise
-            found.append(b"\x00")  # not a record
+        pipe.getrange(key, 0, MAX_RECORD_BYTES)
+    found: list[Any] = []
+    for reply in pipe.execute(raise_on_error=False):
+        if isinstance(reply, Exception):
+            if "WRONGTYPE" not in str(reply):
+                raise reply
+            reply = b"\x00"  # not a record: counted as unreadable
+        found.append(reply or None)  # GETRANGE of a missing key: b""
     return found

@@ -249,12 +249,13 @@ def emit_entities(kind: str, entities: list[Any], output: str) -> None:
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=f"{kind}s ({len(entities)})")
     for column in COLUMNS[kind]:
         table.add_column(column)
     for entity in entities:
-        table.add_row(*(_cell(entity, column) for column in COLUMNS[kind]))
+        table.add_row(*(Text(_cell(entity, column)) for column in COLUMNS[kind]))
     Console().print(table)
 
 
@@ -436,7 +437,6 @@ def cache() -> None:
 
 def _fleet_client(obj: Context) -> Any:
     """A client of the Redis the processes heartbeat to (one line, exit 1, without one)."""
-    from ..cache.topology import parse_redis_url
     from ..settings import Settings
 
     redis_url = obj.redis_url or Settings.from_env().redis_url
@@ -446,6 +446,8 @@ def _fleet_client(obj: Context) -> Any:
             "the heartbeats the processes write to it"
         )
     try:
+        from ..cache.topology import parse_redis_url
+
         return parse_redis_url(redis_url).client(socket_timeout=2, socket_connect_timeout=2)
     except ImportError as exc:
         raise click.ClickException(
@@ -453,13 +455,12 @@ def _fleet_client(obj: Context) -> Any:
         ) from None
 
 
-def _fleet(client: Any) -> Any:
+def _fleet(client: Any, namespace: str) -> Any:
     from ..cache.fleet import read_fleet
-    from ..cache.keys import DEFAULT_NAMESPACE
     from ..cache.resilience import REDIS_ERRORS
 
     try:
-        return read_fleet(client, DEFAULT_NAMESPACE)
+        return read_fleet(client, namespace)
     except REDIS_ERRORS as exc:
         raise click.ClickException(f"cannot read the fleet from Redis: {exc}") from None
 
@@ -498,6 +499,7 @@ def _ago(moment: float | None) -> str:
 def _fleet_table(fleet: Any) -> Any:
     """The fleet as a rich table, with a totals row."""
     from rich.table import Table
+    from rich.text import Text
 
     from ..cache.fleet import ProcessView
 
@@ -517,17 +519,17 @@ def _fleet_table(fleet: Any) -> Any:
     ):
         table.add_column(column)
     for p in fleet.processes:
-        table.add_row(
-            p.host,
+        table.add_row(  # what a heartbeat says is text, never rich markup
+            Text(p.host),
             str(p.pid),
-            p.door,
+            Text(p.door),
             _ratio(p.ratio("memory")),
             _ratio(p.ratio("redis")),
             str(p.counters["loads"]),
             "-" if p.memory_entries is None else str(p.memory_entries),
-            p.listener,
+            Text(p.listener),
             _ago(p.last_gap),
-            p.breaker,
+            Text(p.breaker),
             str(p.pending_invalidations),
         )
     totals = fleet.totals()
@@ -551,17 +553,26 @@ def _fleet_table(fleet: Any) -> Any:
     return table
 
 
+NAMESPACE_OPTION = click.option(
+    "--namespace",
+    default="smarter:v1",
+    show_default=True,
+    help="the domains' cache_namespace",
+)
+
+
 @cache.command("stats")
 @output_option()
+@NAMESPACE_OPTION
 @click.pass_obj
-def cache_stats(obj: Context, output: str) -> None:
+def cache_stats(obj: Context, output: str, namespace: str) -> None:
     """Every live process's cache: hit ratio per tier, memory-tier size, listener, last gap,
     breaker (from the heartbeats in Redis)."""
     from ..cache.topology import close_client
 
     client = _fleet_client(obj)
     try:
-        fleet = _fleet(client)
+        fleet = _fleet(client, namespace)
     finally:
         close_client(client)
     if output == "table":
@@ -577,8 +588,9 @@ def cache_stats(obj: Context, output: str) -> None:
 @click.option(
     "--iterations", type=click.IntRange(0), default=0, help="stop after this many (0: never)"
 )
+@NAMESPACE_OPTION
 @click.pass_obj
-def cache_top(obj: Context, interval: float, iterations: int) -> None:
+def cache_top(obj: Context, interval: float, iterations: int, namespace: str) -> None:
     """A live view of every process's cache, refreshed every --interval seconds (Ctrl-C
     stops it)."""
     import time
@@ -589,11 +601,11 @@ def cache_top(obj: Context, interval: float, iterations: int) -> None:
 
     client = _fleet_client(obj)
     try:
-        with Live(_fleet_table(_fleet(client)), auto_refresh=False) as live:
+        with Live(_fleet_table(_fleet(client, namespace)), auto_refresh=False) as live:
             shown = 1
             while not iterations or shown < iterations:
                 time.sleep(interval)
-                live.update(_fleet_table(_fleet(client)), refresh=True)
+                live.update(_fleet_table(_fleet(client, namespace)), refresh=True)
                 shown += 1
     except KeyboardInterrupt:
         pass
