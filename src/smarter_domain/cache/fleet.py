@@ -122,8 +122,14 @@ class ProcessView:
 
     def ratio(self, tier: str) -> float | None:
         """The hit ratio of ``tier`` (``memory`` or ``redis``), None before any lookup."""
-        hits, misses = self.counters[f"{tier}_hits"], self.counters[f"{tier}_misses"]
-        return hits / (hits + misses) if hits + misses else None
+        return hit_ratio(self.counters, tier)
+
+
+def hit_ratio(counters: Mapping[str, int], tier: str) -> float | None:
+    """The hit ratio of ``tier`` (``memory`` or ``redis``) in ``counters`` (a process's, or a
+    fleet's totals), None before any lookup."""
+    hits, misses = counters[f"{tier}_hits"], counters[f"{tier}_misses"]
+    return hits / (hits + misses) if hits + misses else None
 
 
 def parse(raw: Any) -> ProcessView | None:

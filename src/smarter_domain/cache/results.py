@@ -36,6 +36,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _ENTITIES = (Account, User, UserProfile)
+FOREIGN_PAYLOAD = (CantDeserializeException, AttributeError, TypeError)
+"""What ``codec.loads`` raises for a payload that is not a result of ours (a foreign entry
+under our key): it is invalidated and the function run afresh, by both front doors."""
 _MAX_PLAIN_KEY = 160
 _MAX_JSON_INT_BITS = 2000  # well under the smallest int-to-str digit limit Python allows
 
@@ -240,7 +243,7 @@ class CachedFunction(Generic[P, R]):
         payload = cache.get_or_load(key, load, self.timeout)
         try:
             result: R = codec.loads(payload)
-        except (CantDeserializeException, AttributeError, TypeError):
+        except FOREIGN_PAYLOAD:
             cache.invalidate([key])  # a foreign entry under our key: drop it, compute afresh
             result = codec.loads(cache.get_or_load(key, load, self.timeout))
         return result
@@ -300,7 +303,7 @@ class AsyncCachedFunction(Generic[P, R]):
         payload = await front.get_or_load(key, load, self.timeout)
         try:
             result: R = codec.loads(payload)
-        except (CantDeserializeException, AttributeError, TypeError):
+        except FOREIGN_PAYLOAD:
             await front.invalidate([key])  # a foreign entry under our key: computed afresh
             result = codec.loads(await front.get_or_load(key, load, self.timeout))
         return result

@@ -25,6 +25,7 @@ import dataclasses
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -466,7 +467,7 @@ def _fleet(client: Any, namespace: str) -> Any:
 
 
 def _fleet_data(fleet: Any) -> dict[str, Any]:
-    now = _now()
+    now = time.time()
     processes = [
         {
             **dataclasses.asdict(p),
@@ -479,12 +480,6 @@ def _fleet_data(fleet: Any) -> dict[str, Any]:
     return {"processes": processes, "totals": fleet.totals(), "unreadable": fleet.unreadable}
 
 
-def _now() -> float:
-    import time
-
-    return time.time()
-
-
 def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
@@ -492,7 +487,7 @@ def _ratio(value: float | None) -> str:
 def _ago(moment: float | None) -> str:
     if moment is None:
         return "never"
-    seconds = max(0.0, _now() - moment)
+    seconds = max(0.0, time.time() - moment)
     return f"{seconds:.0f} s ago" if seconds < 3600 else f"{seconds / 3600:.1f} h ago"
 
 
@@ -501,7 +496,7 @@ def _fleet_table(fleet: Any) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    from ..cache.fleet import ProcessView
+    from ..cache.fleet import hit_ratio
 
     table = Table(title=f"smarter-domain processes ({len(fleet.processes)} live)")
     for column in (
@@ -533,13 +528,12 @@ def _fleet_table(fleet: Any) -> Any:
             str(p.pending_invalidations),
         )
     totals = fleet.totals()
-    summed = ProcessView("", 0, "", 0.0, 0.0, "", totals, None, "", None, "", 0)
     table.add_row(
         "total",
         "",
         "",
-        _ratio(summed.ratio("memory")),
-        _ratio(summed.ratio("redis")),
+        _ratio(hit_ratio(totals, "memory")),
+        _ratio(hit_ratio(totals, "redis")),
         str(totals["loads"]),
         str(sum(p.memory_entries or 0 for p in fleet.processes)),
         f"{sum(p.listener == 'subscribed' for p in fleet.processes)} subscribed",
@@ -593,8 +587,6 @@ def cache_stats(obj: Context, output: str, namespace: str) -> None:
 def cache_top(obj: Context, interval: float, iterations: int, namespace: str) -> None:
     """A live view of every process's cache, refreshed every --interval seconds (Ctrl-C
     stops it)."""
-    import time
-
     from rich.live import Live
 
     from ..cache.topology import close_client
